@@ -1,0 +1,64 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * The record that bpf/exec.bpf.c writes into the ring buffer, once per exec.
+ *
+ * A record is this fixed header followed by `filename_len` bytes of filename (no NUL) and then
+ * `argv_len` bytes of argv, exactly as the new process holds them (NUL after each argument).
+ * Only used bytes are sent. collector/event/layout.py mirrors this header with one
+ * struct.Struct, and tests/test_layout.py compares both against the BTF of exec.bpf.o.
+ */
+#ifndef EXECLOG_EXEC_H
+#define EXECLOG_EXEC_H
+
+#define EXECLOG_COMM_LEN 16
+#define EXECLOG_CGROUP_NAME_LEN 128
+#define EXECLOG_ANCESTORS_MAX 8
+#define EXECLOG_FILENAME_MAX 4096
+/* Upper bound for the load-time argv cap; a power of two so the verifier can bound reads. */
+#define EXECLOG_ARGV_CAP_MAX (1 << 17)
+
+enum execlog_flags {
+	/* argv held more than argv_cap bytes; argv_size and argc are still the true values */
+	EXECLOG_F_ARGV_TRUNCATED = 1 << 0,
+	/* reading argv from the new process failed; argv_len is 0 */
+	EXECLOG_F_ARGV_UNREADABLE = 1 << 1,
+	/* the true argc could not be read; user space counts the arguments it has */
+	EXECLOG_F_ARGC_UNKNOWN = 1 << 2,
+	/* the caller's comm was not stashed before the exec; comm is the new image's */
+	EXECLOG_F_COMM_AFTER_EXEC = 1 << 3,
+	EXECLOG_F_CGROUP_NAME_TRUNCATED = 1 << 4,
+	EXECLOG_F_PARENT_CGROUP_NAME_TRUNCATED = 1 << 5,
+	/* the cgroup chain was deeper than EXECLOG_ANCESTORS_MAX above the task's cgroup */
+	EXECLOG_F_ANCESTORS_TRUNCATED = 1 << 6,
+};
+
+struct execlog_event {
+	__u64 boot_ns;			/* bpf_ktime_get_boot_ns() at the exec */
+	__u64 cgroup_id;		/* kernfs id (= inode) of the task's cgroup, tracked hierarchy */
+	__u64 ancestor_ids[EXECLOG_ANCESTORS_MAX]; /* parent first, towards the root; 0 = none */
+	__u32 pid;			/* tgid of the process after the exec */
+	__u32 ppid;			/* tgid of the real parent */
+	__u32 uid;
+	__u32 gid;
+	__u32 euid;
+	__u32 egid;
+	__u32 pid_ns;			/* inode of the task's active pid namespace */
+	__u32 mnt_ns;			/* inode of the task's mount namespace */
+	__u32 argc;			/* true argc */
+	__u32 argv_size;		/* true byte length of the argv block */
+	__u32 argv_len;			/* argv bytes in this record (<= argv cap) */
+	__u16 filename_len;		/* filename bytes in this record, NUL excluded */
+	__u16 flags;			/* enum execlog_flags */
+	char comm[EXECLOG_COMM_LEN];	/* the caller's comm, before the exec */
+	char cgroup_name[EXECLOG_CGROUP_NAME_LEN];
+	char parent_cgroup_name[EXECLOG_CGROUP_NAME_LEN];
+};
+
+/* Per-CPU counters; user space sums them over CPUs. */
+struct execlog_stats {
+	__u64 seen;			/* execs that passed the in-kernel filter */
+	__u64 lost;			/* of those, records the ring buffer could not take */
+	__u64 comm_missing;		/* records sent with EXECLOG_F_COMM_AFTER_EXEC */
+};
+
+#endif
