@@ -24,9 +24,9 @@ from typing import Any
 __all__ = [
     "BTF_KIND_DATASEC",
     "BTF_KIND_VAR",
-    "RingSampleFn",
     "Libbpf",
     "LibbpfError",
+    "RingSampleFn",
     "libbpf",
 ]
 
@@ -66,7 +66,7 @@ class LibbpfError(OSError):
         return str(self.args[1])
 
 
-class bpf_object_open_opts(ctypes.Structure):
+class BpfObjectOpenOpts(ctypes.Structure):
     """Mirror of `struct bpf_object_open_opts` from libbpf 1.1; `sz` keeps it compatible."""
 
     _fields_ = (
@@ -83,11 +83,11 @@ class bpf_object_open_opts(ctypes.Structure):
     )
 
 
-class btf_type(ctypes.Structure):
+class BtfType(ctypes.Structure):
     _fields_ = (("name_off", ctypes.c_uint32), ("info", ctypes.c_uint32), ("size_or_type", ctypes.c_uint32))
 
 
-class btf_var_secinfo(ctypes.Structure):
+class BtfVarSecinfo(ctypes.Structure):
     _fields_ = (("type", ctypes.c_uint32), ("offset", ctypes.c_uint32), ("size", ctypes.c_uint32))
 
 
@@ -127,7 +127,7 @@ class Libbpf:
         d("libbpf_num_possible_cpus", i)
         d("libbpf_probe_bpf_map_type", i, i, _p)
         d("libbpf_probe_bpf_prog_type", i, i, _p)
-        d("bpf_object__open_file", _p, ctypes.c_char_p, ctypes.POINTER(bpf_object_open_opts))
+        d("bpf_object__open_file", _p, ctypes.c_char_p, ctypes.POINTER(BpfObjectOpenOpts))
         d("bpf_object__load", i, _p)
         d("bpf_object__close", None, _p)
         d("bpf_object__btf", _p, _p)
@@ -144,7 +144,7 @@ class Libbpf:
         d("bpf_map_update_elem", i, i, _p, _p, ctypes.c_uint64)
         d("bpf_map_delete_elem", i, i, _p)
         d("btf__find_by_name_kind", ctypes.c_int32, _p, ctypes.c_char_p, u32)
-        d("btf__type_by_id", ctypes.POINTER(btf_type), _p, u32)
+        d("btf__type_by_id", ctypes.POINTER(BtfType), _p, u32)
         d("btf__name_by_offset", ctypes.c_char_p, _p, u32)
         d("ring_buffer__new", _p, i, RingSampleFn, _p, _p)
         d("ring_buffer__poll", i, _p, i)

@@ -24,11 +24,11 @@ from typing import Final
 from collector.bpf.libbpf import (
     BTF_KIND_DATASEC,
     BTF_KIND_VAR,
+    BpfObjectOpenOpts,
+    BtfVarSecinfo,
     Libbpf,
     LibbpfError,
     RingSampleFn,
-    bpf_object_open_opts,
-    btf_var_secinfo,
     libbpf,
 )
 
@@ -169,7 +169,7 @@ class ExecProgram:
     def _try(self, exec_hook: str, comm_hook: str) -> None:
         lib, opts = self._lib, self.options
         with lib.step("open") as step:
-            open_opts = bpf_object_open_opts(sz=ctypes.sizeof(bpf_object_open_opts))
+            open_opts = BpfObjectOpenOpts(sz=ctypes.sizeof(BpfObjectOpenOpts))
             if opts.btf_path is not None:
                 if not opts.btf_path.is_file():
                     raise step.error(errno.ENOENT, f"BTF file {opts.btf_path} not found")
@@ -235,7 +235,7 @@ class ExecProgram:
             vlen = sec.contents.info & 0xFFFF
             infos = ctypes.cast(
                 ctypes.addressof(sec.contents) + ctypes.sizeof(sec.contents),
-                ctypes.POINTER(btf_var_secinfo * vlen),
+                ctypes.POINTER(BtfVarSecinfo * vlen),
             ).contents
             offsets: dict[str, tuple[int, int]] = {}
             for info in infos:

@@ -1,0 +1,1 @@
+"""The command line: `execlog run | check | tail`."""

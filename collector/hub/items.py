@@ -1,0 +1,44 @@
+"""What travels from the hub to the outlets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+from collector.policy import ExecRecord
+
+__all__ = [
+    "KERNEL_RING_FULL",
+    "MALFORMED_RECORD",
+    "OUTLET_QUEUE_FULL",
+    "Gap",
+    "Item",
+    "Record",
+]
+
+# Why events were lost. These strings are part of the output contract (JSON `reason`).
+KERNEL_RING_FULL: Final = "kernel_ring_full"
+MALFORMED_RECORD: Final = "malformed_record"
+OUTLET_QUEUE_FULL: Final = "outlet_queue_full"
+
+
+@dataclass(slots=True)
+class Gap:
+    """Events lost before a consumer saw them. Seqs are known when the hub had numbered them."""
+
+    lost: int
+    reason: str
+    time_ns: int  # when the loss was noticed
+    first_seq: int | None = None
+    last_seq: int | None = None
+
+
+Record = ExecRecord | Gap
+
+
+@dataclass(slots=True)
+class Item:
+    """A record with its place in this collector run's stream."""
+
+    seq: int
+    record: Record

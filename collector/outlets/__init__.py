@@ -1,0 +1,1 @@
+"""The outlets room: where records leave the collector."""

@@ -1,0 +1,243 @@
+"""JSON lines on stdout, in the reference document's record format.
+
+The reference record's keys stay at their paths (`ts`, `level`, `msg`, `fields.labels`,
+`fields.cmdline`, `fields.event.{filename, argv, truncated, pid, uid, gid, comm}`), so its kubectl
+and CloudWatch queries work unchanged; execlog's additions sit beside them.
+
+Writing happens on the outlet's own thread behind a bounded queue, so a stdout that blocks (a
+stalled log pipeline, a paused terminal) never stops the ring reader. Records that find the queue
+full are counted, and a `msg: "gap"` line takes their place in the stream, with how many were
+lost, their seq range and why.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import select
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import orjson
+
+from collector.hub import OUTLET_QUEUE_FULL, Gap, Item
+from collector.k8s import Workload
+from collector.policy import ExecRecord
+
+__all__ = ["JsonFormatter", "JsonLogOutlet"]
+
+log = logging.getLogger("execlog.jsonlog")
+
+_NEWLINE = orjson.OPT_APPEND_NEWLINE
+
+
+class JsonFormatter:
+    """Turns items into JSON lines. Pure apart from a cache of the current second's text."""
+
+    def __init__(self, stream_id: str) -> None:
+        self.stream_id = stream_id
+        self._second = -1
+        self._second_text = ""
+
+    def ts(self, time_ns: int) -> str:
+        """RFC 3339 in UTC with nanoseconds, e.g. 2022-02-28T20:29:38.038452202Z."""
+        second, frac = divmod(time_ns, 1_000_000_000)
+        if second != self._second:
+            self._second = second
+            self._second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        return f"{self._second_text}.{frac:09d}Z"
+
+    def line(self, item: Item | Gap) -> bytes:
+        if isinstance(item, Gap):
+            return orjson.dumps(self._gap(item, None), option=_NEWLINE)
+        record = item.record
+        if isinstance(record, ExecRecord):
+            return orjson.dumps(self._exec(record, item.seq), option=_NEWLINE)
+        return orjson.dumps(self._gap(record, item.seq), option=_NEWLINE)
+
+    def _exec(self, record: ExecRecord, seq: int) -> dict[str, Any]:
+        ev = record.event
+        argv = record.argv
+        event: dict[str, Any] = {
+            "filename": ev.filename,
+            "argv": argv,
+            "truncated": ev.truncated,
+            "pid": ev.pid,
+            "uid": ev.uid,
+            "gid": ev.gid,
+            "comm": ev.comm,
+            "ppid": ev.ppid,
+            "euid": ev.euid,
+            "egid": ev.egid,
+            "argc": ev.argc,
+            "argv_bytes": ev.argv_size,
+            "cgroup_id": ev.cgroup_id,
+            "cgroup": ev.cgroup_name,
+            "parent_cgroup": ev.parent_cgroup_name,
+            "pid_ns": ev.pid_ns,
+            "mnt_ns": ev.mnt_ns,
+        }
+        if ev.non_utf8:
+            event["non_utf8"] = True
+        fields: dict[str, Any] = {
+            "labels": record.workload.labels if record.workload is not None else {},
+            "cmdline": " ".join(argv),
+            "event": event,
+        }
+        if record.workload is not None:
+            fields["kubernetes"] = _kubernetes(record.workload)
+        fields["seq"] = seq
+        fields["stream_id"] = self.stream_id
+        return {"ts": self.ts(ev.time_ns), "level": "INFO", "msg": "exec", "fields": fields}
+
+    def _gap(self, gap: Gap, seq: int | None) -> dict[str, Any]:
+        fields: dict[str, Any] = {"lost": gap.lost, "reason": gap.reason}
+        if gap.first_seq is not None:
+            fields["first_seq"] = gap.first_seq
+            fields["last_seq"] = gap.last_seq
+        if seq is not None:
+            fields["seq"] = seq
+        fields["stream_id"] = self.stream_id
+        return {"ts": self.ts(gap.time_ns), "level": "WARN", "msg": "gap", "fields": fields}
+
+
+def _kubernetes(w: Workload) -> dict[str, Any]:
+    block: dict[str, Any] = {
+        "node": w.node,
+        "namespace": w.namespace,
+        "pod": w.pod,
+        "pod_uid": w.pod_uid,
+        "container": w.container,
+        "container_id": w.container_id,
+    }
+    if w.nested_container_id is not None:
+        block["nested_container_id"] = w.nested_container_id
+    if not w.resolved:
+        block["resolved"] = False
+    return block
+
+
+class JsonLogOutlet:
+    """Writes items to a file descriptor (stdout) from its own thread."""
+
+    name = "jsonlog"
+
+    def __init__(
+        self,
+        fd: int,
+        stream_id: str,
+        capacity: int,
+        on_fatal: Callable[[BaseException], None] | None = None,
+    ) -> None:
+        self._fd = fd
+        self._format = JsonFormatter(stream_id)
+        self._capacity = capacity
+        self._on_fatal = on_fatal
+        self._queue: collections.deque[Item | Gap] = collections.deque()
+        self._pending_gap: Gap | None = None
+        self._cond = threading.Condition()
+        self._closing = False
+        self._broken = False
+        self._inflight = 0
+        self.lost = 0  # records this outlet dropped, all reasons
+        self.written = 0  # lines written, gap lines included
+        self._thread = threading.Thread(target=self._run, name="jsonlog-writer", daemon=True)
+        self._thread.start()
+
+    def publish(self, items: Sequence[Item]) -> None:
+        with self._cond:
+            room = self._capacity - len(self._queue)
+            if self._broken:
+                room = 0
+            accepted = items[: max(room, 0)]
+            if accepted:
+                if self._pending_gap is not None:
+                    self._queue.append(self._pending_gap)
+                    self._pending_gap = None
+                self._queue.extend(accepted)
+            if len(accepted) < len(items):
+                self._drop(items[len(accepted) :])
+            self._cond.notify()
+
+    def _drop(self, items: Sequence[Item]) -> None:
+        # Called with the lock held.
+        self.lost += len(items)
+        gap = self._pending_gap
+        if gap is None:
+            gap = self._pending_gap = Gap(0, OUTLET_QUEUE_FULL, time.time_ns(), items[0].seq, items[0].seq)
+        gap.lost += len(items)
+        gap.last_seq = items[-1].seq
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and self._pending_gap is None and not self._closing:
+                    self._cond.wait()
+                batch: list[Item | Gap] = list(self._queue)
+                self._queue.clear()
+                if not batch and self._pending_gap is not None:
+                    batch, self._pending_gap = [self._pending_gap], None
+                if not batch and self._closing:
+                    return
+                self._inflight = len(batch)
+            try:
+                data = b"".join([self._format.line(entry) for entry in batch])
+                self._write(data)
+            except OSError as exc:
+                self._fail(exc, batch)
+                return
+            with self._cond:
+                self.written += len(batch)
+                self._inflight = 0
+                self._cond.notify_all()
+
+    def _write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            try:
+                n = os.write(self._fd, view)
+            except BlockingIOError:
+                select.select([], [self._fd], [])
+                continue
+            except InterruptedError:
+                continue
+            view = view[n:]
+
+    def _fail(self, exc: OSError, batch: list[Item | Gap]) -> None:
+        with self._cond:
+            self._broken = True
+            dropped = sum(1 for entry in batch if isinstance(entry, Item)) + sum(
+                1 for entry in self._queue if isinstance(entry, Item)
+            )
+            self.lost += dropped
+            self._queue.clear()
+            self._cond.notify_all()
+        log.error("stdout failed (%s); %d records could not be written", exc.strerror or exc, dropped)
+        if self._on_fatal is not None:
+            self._on_fatal(exc)
+
+    def close(self, timeout: float) -> None:
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            with self._cond:
+                left = sum(1 for entry in self._queue if isinstance(entry, Item))
+            log.error("stdout did not take the last %d records within %.1fs; they are lost", left, timeout)
+            with self._cond:
+                self.lost += left
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Block until everything queued so far is written (for tests and shutdown)."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._queue or self._pending_gap is not None or self._inflight:
+                left = deadline - time.monotonic()
+                if left <= 0 or self._broken:
+                    return False
+                self._cond.wait(left)
+        return True
