@@ -1,0 +1,127 @@
+"""The decoder on golden bytes from the kernel and on records built to the layout."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from collector.event import MalformedRecord, decode, split_argv, text
+from collector.event.layout import FLAG_ARGC_UNKNOWN, FLAG_ARGV_TRUNCATED, HEADER
+from tests.support.records import record
+
+GOLDEN = Path(__file__).parent / "fixtures" / "exec_record.bin"
+
+
+def test_golden_record_from_the_kernel() -> None:
+    # Captured from the real program: /bin/echo golden '' ' ' café $'\xff\xfe' x*40, argv cap 64.
+    event = decode(GOLDEN.read_bytes(), boot_to_unix_ns=1_000)
+    assert event.filename == "/bin/echo"
+    assert event.argv == ["/bin/echo", "golden", "", " ", "café", "\\xff\\xfe", "x" * 35]
+    assert event.argc == 7
+    assert event.argv_size == 70
+    assert event.truncated
+    assert event.non_utf8
+    assert event.comm == "python"
+    assert event.cgroup_name == "54501021c727a426dff3ac0a59aa506a"
+    assert event.parent_cgroup_name == "process_api"
+    assert event.cgroup_id == 2659
+    assert event.cgroup_ancestors == (35, 1)
+    assert (event.pid, event.ppid, event.uid, event.gid) == (10136, 10134, 0, 0)
+    assert event.time_ns == event.boot_ns + 1_000
+
+
+def test_header_fields_land_where_the_layout_says() -> None:
+    event = decode(record(), boot_to_unix_ns=10)
+    assert event.time_ns == 5_000_000_133
+    assert (event.pid, event.ppid, event.uid, event.gid, event.euid, event.egid) == (
+        1234,
+        1000,
+        1001,
+        1002,
+        1003,
+        1004,
+    )
+    assert (event.pid_ns, event.mnt_ns, event.cgroup_id) == (4026531836, 4026531832, 77)
+    assert event.cgroup_ancestors == (12, 1)
+    assert event.comm == "bash"
+    assert event.cgroup_name == "cri-containerd-abc.scope"
+    assert event.parent_cgroup_name == "kubepods-pod1.slice"
+    assert event.filename == "/bin/true"
+    assert event.argv == ["true"]
+    assert not event.truncated
+    assert not event.non_utf8
+
+
+@pytest.mark.parametrize(
+    ("block", "argv"),
+    [
+        (b"", []),
+        (b"\0", [""]),
+        (b"a\0\0b\0", ["a", "", "b"]),
+        (b"a\0 \0\0", ["a", " ", ""]),
+        (b"a\0bc", ["a", "bc"]),  # cut inside the last argument
+    ],
+)
+def test_empty_blank_and_cut_arguments_are_kept(block: bytes, argv: list[str]) -> None:
+    assert decode(record(argv=block), 0).argv == argv
+
+
+def test_truncated_record_keeps_true_sizes() -> None:
+    event = decode(record(argv=b"ls\0-l", argc=5, argv_size=4000, flags=FLAG_ARGV_TRUNCATED), 0)
+    assert event.truncated
+    assert event.argv == ["ls", "-l"]
+    assert (event.argc, event.argv_size) == (5, 4000)
+
+
+def test_unknown_argc_is_counted_from_the_arguments() -> None:
+    assert decode(record(argv=b"a\0b\0c\0", argc=0, flags=FLAG_ARGC_UNKNOWN), 0).argc == 3
+
+
+def test_non_utf8_bytes_become_escapes_and_are_flagged() -> None:
+    event = decode(record(filename=b"/tmp/\xff", argv=b"caf\xc3\xa9\0\x80x\0"), 0)
+    assert event.argv == ["café", "\\x80x"]
+    assert event.filename == "/tmp/\\xff"
+    assert event.non_utf8
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"",
+        b"\0" * (HEADER.size - 1),
+        record()[:-1],  # argv shorter than argv_len says
+        record() + b"x",  # trailing bytes
+        record(argv=b"abc\0", argv_size=2),  # carries more than the true size
+    ],
+)
+def test_malformed_records_raise_malformed_record(raw: bytes) -> None:
+    with pytest.raises(MalformedRecord):
+        decode(raw, 0)
+
+
+no_nul = st.binary(max_size=40).filter(lambda b: b"\0" not in b)
+
+
+@given(st.lists(no_nul, max_size=20))
+def test_any_argv_round_trips(args: list[bytes]) -> None:
+    block = b"".join(a + b"\0" for a in args)
+    event = decode(record(argv=block), 0)
+    assert event.argv == [text(a)[0] for a in args]
+    assert event.argc == len(args)
+    assert event.non_utf8 == any(text(a)[1] for a in args)
+
+
+@given(st.binary(max_size=HEADER.size + 64))
+def test_arbitrary_bytes_never_raise_anything_but_malformed(raw: bytes) -> None:
+    with contextlib.suppress(MalformedRecord):
+        decode(raw, 0)
+
+
+def test_split_argv_matches_decoder() -> None:
+    assert split_argv(b"a\0\0b\0") == [b"a", b"", b"b"]
+    assert split_argv(b"a\0b") == [b"a", b"b"]
+    assert split_argv(b"") == []
