@@ -95,7 +95,7 @@ def test_fork_writes_child_pid_to_fd3_while_the_child_runs(probe: Path) -> None:
             stdout=subprocess.PIPE,
             text=True,
             close_fds=False,
-            preexec_fn=lambda: os.dup2(w, 3),  # noqa: PLW1509 (no threads in this test)
+            preexec_fn=lambda: os.dup2(w, 3),
         ) as proc:
             os.close(w)
             w = -1

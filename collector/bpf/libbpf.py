@@ -108,6 +108,7 @@ class Libbpf:
         self._recent: collections.deque[tuple[int, str]] = collections.deque(maxlen=64)
         self._serial = 0
         self._lock = threading.Lock()
+        self._quiet = threading.local()
         self._declare_all()
         # Kept on the instance so ctypes does not free the trampoline while libbpf holds it.
         self._print_cb = _PrintFn(self._on_print)
@@ -159,14 +160,29 @@ class Libbpf:
         try:
             buf = ctypes.create_string_buffer(4096)
             self._libc.vsnprintf(buf, len(buf), fmt, ap)
-            text = buf.value.decode("utf-8", "backslashreplace").rstrip()
+            text = buf.value.decode("utf-8", "backslashreplace").rstrip().removeprefix("libbpf: ")
             with self._lock:
                 self._serial += 1
                 self._recent.append((self._serial, text))
-            log.log(_LEVELS.get(level, logging.DEBUG), "%s", text)
+            py_level = _LEVELS.get(level, logging.DEBUG)
+            if getattr(self._quiet, "depth", 0):
+                py_level = min(py_level, logging.DEBUG)
+            log.log(py_level, "%s", text)
         except Exception:  # an exception must never unwind into libbpf's C frames
             log.exception("libbpf print callback failed")
         return 0
+
+    @contextmanager
+    def quiet(self) -> Iterator[None]:
+        """Demote libbpf's warnings to debug on this thread, for attempts that may fail by design.
+
+        Their text still reaches the LibbpfError of a failing step."""
+        depth = getattr(self._quiet, "depth", 0)
+        self._quiet.depth = depth + 1
+        try:
+            yield
+        finally:
+            self._quiet.depth = depth
 
     @contextmanager
     def step(self, name: str) -> Iterator[StepContext]:

@@ -12,6 +12,7 @@ Two choices are made at load time, newest kernel feature first, and reported by 
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import logging
@@ -147,22 +148,25 @@ class ExecProgram:
             )
         rejected: list[tuple[str, str, str]] = []
         last: LibbpfError | None = None
-        for exec_hook in self.options.exec_hooks:
-            for comm_hook in self.options.comm_hooks:
-                try:
+        combinations = [(e, c) for e in self.options.exec_hooks for c in self.options.comm_hooks]
+        for n, (exec_hook, comm_hook) in enumerate(combinations, 1):
+            # Failures of all but the last resort are expected on older kernels: keep libbpf's
+            # warnings about them out of the log; they stay in `rejected` for `execlog check`.
+            quiet = self._lib.quiet() if n < len(combinations) else contextlib.nullcontext()
+            try:
+                with quiet:
                     self._try(exec_hook, comm_hook)
-                except LibbpfError as exc:
-                    self._close_object()
-                    if exc.step == "open" or (exc.errno in (errno.EPERM, errno.EACCES) and not privileged()):
-                        raise  # no other combination can fix a bad object or missing privileges
-                    rejected.append((exec_hook, comm_hook, str(exc)))
-                    log.debug("hooks %s+%s rejected: %s", exec_hook, comm_hook, exc)
-                    last = exc
-                    continue
-                self._open_ring()
-                plan = AttachPlan(exec_hook, comm_hook, tuple(rejected))
-                log.info("exec program attached: exec hook %s, comm hook %s", exec_hook, comm_hook)
-                return plan
+            except LibbpfError as exc:
+                self._close_object()
+                if exc.step == "open" or (exc.errno in (errno.EPERM, errno.EACCES) and not privileged()):
+                    raise  # no other combination can fix a bad object or missing privileges
+                rejected.append((exec_hook, comm_hook, str(exc)))
+                log.debug("hooks %s+%s rejected: %s", exec_hook, comm_hook, exc)
+                last = exc
+                continue
+            self._open_ring()
+            log.info("exec program attached: exec hook %s, comm hook %s", exec_hook, comm_hook)
+            return AttachPlan(exec_hook, comm_hook, tuple(rejected))
         assert last is not None
         raise last
 

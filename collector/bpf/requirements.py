@@ -6,6 +6,7 @@ scripts/check_btf.sh makes the same kernel and BTF checks without Python, on the
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 from dataclasses import dataclass
@@ -122,7 +123,10 @@ def preflight(btf_path: Path | None) -> list[Finding]:
 
 
 def load_error_fix(exc: LibbpfError) -> str:
-    """A hint for the commonest load failures, which libbpf reports only as errno."""
-    if exc.errno in (1, 13):
+    """A fix for the commonest load failures, which libbpf reports only as errno and log lines."""
+    if exc.errno in (errno.EPERM, errno.EACCES) and not privileged():
         return "run as root, or grant CAP_BPF and CAP_PERFMON"
+    said = " ".join(exc.libbpf_log)
+    if "tracepoint" in said and exc.errno == errno.ENOENT:
+        return "mount tracefs (mount -t tracefs tracefs /sys/kernel/tracing), or use --exec-hook tp_btf"
     return ""

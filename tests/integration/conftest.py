@@ -88,8 +88,19 @@ class Capture:
         kwargs.setdefault("stdout", subprocess.DEVNULL)
         return subprocess.run(list(args), preexec_fn=self.cgroup.join, check=False, **kwargs)
 
-    def popen(self, args: Sequence[str | bytes | Path], **kwargs: Any) -> subprocess.Popen[bytes]:
-        return subprocess.Popen(list(args), preexec_fn=self.cgroup.join, **kwargs)
+    def popen(
+        self, args: Sequence[str | bytes | Path], fd3: int | None = None, **kwargs: Any
+    ) -> subprocess.Popen[bytes]:
+        """Start a command inside the test cgroup; `fd3` becomes the child's fd 3."""
+
+        def setup() -> None:
+            if fd3 is not None:
+                os.dup2(fd3, 3)  # dup2 clears close-on-exec, and close_fds is off below
+            self.cgroup.join()
+
+        if fd3 is not None:
+            kwargs["close_fds"] = False  # Python's own fds are not inheritable anyway (PEP 446)
+        return subprocess.Popen(list(args), preexec_fn=setup, **kwargs)
 
     def drain(self) -> list[ExecEvent]:
         """Everything recorded so far, decoded; also kept in `events`."""

@@ -25,7 +25,9 @@ def tagged(tag: str) -> object:
 
 def test_every_field_of_an_unprivileged_exec(capture: Capture, probe: Path) -> None:
     before = time.time_ns()
-    proc = capture.popen([probe, "comm", "caller-x", "setid", "65534", "65534", "execve", "/bin/echo", "echo", "t1", "", " "])
+    proc = capture.popen(
+        [probe, "comm", "caller-x", "setid", "65534", "65534", "execve", "/bin/echo", "echo", "t1", "", " "]
+    )
     proc.wait()
     after = time.time_ns()
     ev = capture.wait_for(lambda e: e.argv[:2] == ["echo", "t1"])
@@ -50,7 +52,7 @@ def test_every_field_of_an_unprivileged_exec(capture: Capture, probe: Path) -> N
 @pytest.mark.parametrize("mode", ["execve", "execveat", "fexecve", "thread", "fork"])
 def test_every_way_to_exec_is_captured(capture: Capture, probe: Path, mode: str) -> None:
     read_fd, write_fd = os.pipe()
-    proc = capture.popen([probe, mode, "/bin/echo", "echo", f"tag-{mode}"], pass_fds=(write_fd,))
+    proc = capture.popen([probe, mode, "/bin/echo", "echo", f"tag-{mode}"], fd3=write_fd)
     os.close(write_fd)
     proc.wait()
     child_pid = os.read(read_fd, 64).decode().strip()
@@ -126,11 +128,21 @@ def test_cap_is_exact(make_capture: MakeCapture, probe: Path, cap: int) -> None:
 
 @pytest.mark.parametrize(
     ("exec_hook", "comm_hook"),
-    [("tp_btf", "prepare_exec"), ("tp_btf", "syscalls"), ("tracepoint", "prepare_exec"), ("tracepoint", "syscalls")],
+    [
+        ("tp_btf", "prepare_exec"),
+        ("tp_btf", "syscalls"),
+        ("tracepoint", "prepare_exec"),
+        ("tracepoint", "syscalls"),
+    ],
 )
-def test_each_hook_records_the_same_exec(make_capture: MakeCapture, probe: Path, exec_hook: str, comm_hook: str) -> None:
+def test_each_hook_records_the_same_exec(
+    make_capture: MakeCapture, probe: Path, exec_hook: str, comm_hook: str
+) -> None:
     capture = make_capture(exec_hooks=(exec_hook,), comm_hooks=(comm_hook,))
-    assert (capture.program.attach_plan.exec_hook, capture.program.attach_plan.comm_hook) == (exec_hook, comm_hook)
+    assert (capture.program.attach_plan.exec_hook, capture.program.attach_plan.comm_hook) == (
+        exec_hook,
+        comm_hook,
+    )
     capture.run([probe, "comm", "caller-h", "fork", "/bin/echo", "echo", "", "hook"])
     ev = capture.wait_for(lambda e: e.argv == ["echo", "", "hook"])
     assert ev.comm == "caller-h"
@@ -139,7 +151,9 @@ def test_each_hook_records_the_same_exec(make_capture: MakeCapture, probe: Path,
     assert capture.program.counters().comm_missing == 0
 
 
-def test_lost_count_is_exact_with_a_tiny_ring_and_a_paused_reader(make_capture: MakeCapture, probe: Path) -> None:
+def test_lost_count_is_exact_with_a_tiny_ring_and_a_paused_reader(
+    make_capture: MakeCapture, probe: Path
+) -> None:
     capture = make_capture(ring_size=4096)
     # Nobody reads while 300 execs happen: the 4 KiB ring holds a handful.
     result = capture.run([probe, "storm", "300", "/bin/true", "lost"])
@@ -159,17 +173,19 @@ def test_repeated_start_and_stop_leaks_nothing(hierarchy: object) -> None:
 
     def bpf_fds() -> dict[str, set[int]]:
         ids: dict[str, set[int]] = {"link": set(), "prog": set(), "map": set()}
+        names = {"anon_inode:bpf_link": "link", "anon_inode:bpf-prog": "prog", "anon_inode:bpf-map": "map"}
         for fd in os.listdir("/proc/self/fd"):
             try:
                 target = os.readlink(f"/proc/self/fd/{fd}")
                 info = Path(f"/proc/self/fdinfo/{fd}").read_text()
             except OSError:
                 continue
-            for kind in ids:
-                if target == f"anon_inode:bpf-{kind}":
-                    for line in info.splitlines():
-                        if line.startswith(f"{kind}_id:"):
-                            ids[kind].add(int(line.split()[1]))
+            kind = names.get(target)
+            if kind is None:
+                continue
+            for line in info.splitlines():
+                if line.startswith(f"{kind}_id:"):
+                    ids[kind].add(int(line.split()[1]))
         return ids
 
     before_fds = set(os.listdir("/proc/self/fd"))
@@ -183,7 +199,5 @@ def test_repeated_start_and_stop_leaks_nothing(hierarchy: object) -> None:
     assert bpf_fds() == before
     assert set(os.listdir("/proc/self/fd")) <= before_fds | {str(fd) for fd in range(3)}
     # and the kernel no longer has those links attached anywhere
-    links = Path("/proc/self/fdinfo")
-    del links
     for link_id in seen_links:
         assert os.system(f"bpftool link show id {link_id} >/dev/null 2>&1") != 0
