@@ -52,7 +52,7 @@ run: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy collector
+	$(BIN)/mypy collector bench
 
 test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -1,0 +1,1 @@
+"""Benchmarks that print tables. Run with `make bench`; not part of `make test`."""

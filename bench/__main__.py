@@ -1,0 +1,26 @@
+"""`make bench`: run the benchmarks and print their tables."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from bench.kernel_cost import measure, table
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="make bench", description=__doc__)
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds; medians are quoted")
+    parser.add_argument("--execs", type=int, default=2000, help="execs per storm")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        print("bench: needs root (BPF and kernel.bpf_stats_enabled)", file=sys.stderr)
+        return 1
+    costs = measure(args.rounds, args.execs)
+    print(table(costs, args.rounds, args.execs))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
