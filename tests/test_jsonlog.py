@@ -15,7 +15,7 @@ import pytest
 from collector.hub import KERNEL_RING_FULL, OUTLET_QUEUE_FULL, Gap, Hub, Item
 from collector.k8s import Workload
 from collector.outlets.jsonlog import JsonFormatter, JsonLogOutlet
-from collector.policy import ExecRecord
+from collector.policy import ExecRecord, SuppressedRecord
 from tests.support.records import event
 
 STREAM = "3f1c3c9e-0000-4000-8000-000000000001"
@@ -194,3 +194,42 @@ def test_close_delivers_what_is_queued(pipe: tuple[int, int]) -> None:
     os.close(w)
     assert len(read_lines(r, 100)) == 100
     assert outlet.written == 100
+
+
+def test_suppressed_summary_line() -> None:
+    workload = Workload("n", "ns", "pod", "uid", "c", "containerd://x", labels={"username": "zac"})
+    summary = SuppressedRecord(
+        workload,
+        42,
+        "cri-containerd-x.scope",
+        950,
+        1_646_080_178_000_000_000,
+        1_646_080_183_500_000_000,
+        (("/usr/bin/cc1", 600), ("/usr/bin/as", 350)),
+    )
+    doc = parse(JsonFormatter(STREAM).line(Item(5, summary)))
+    assert doc["msg"] == "exec_suppressed"
+    assert doc["ts"] == "2022-02-28T20:29:43.500000000Z"
+    fields = doc["fields"]
+    assert fields["labels"] == {"username": "zac"}
+    assert fields["suppressed"] == 950
+    assert fields["interval"] == {
+        "start": "2022-02-28T20:29:38.000000000Z",
+        "end": "2022-02-28T20:29:43.500000000Z",
+        "seconds": 5.5,
+    }
+    assert fields["top_binaries"] == [
+        {"filename": "/usr/bin/cc1", "count": 600},
+        {"filename": "/usr/bin/as", "count": 350},
+    ]
+    assert fields["kubernetes"]["pod"] == "pod"
+    assert (fields["seq"], fields["cgroup_id"]) == (5, 42)
+
+
+def test_redacted_records_name_the_rules() -> None:
+    ev = event(["curl", "-H", "Authorization: Bearer abc"])
+    record = ExecRecord(ev, None, ["curl", "-H", "Authorization: Bearer ****"], ("authorization_header",))
+    fields = parse(JsonFormatter(STREAM).line(Item(1, record)))["fields"]
+    assert fields["cmdline"] == "curl -H Authorization: Bearer ****"
+    assert fields["event"]["argv"] == ["curl", "-H", "Authorization: Bearer ****"]
+    assert fields["redacted"] == ["authorization_header"]

@@ -16,6 +16,7 @@ import contextlib
 import ctypes
 import errno
 import logging
+import mmap
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -134,6 +135,7 @@ class ExecProgram:
         self._stats_fd = -1
         self._filter_fd = -1
         self._filter_ids: set[int] = set()
+        self._positions: tuple[mmap.mmap, mmap.mmap] | None = None
         self.attach_plan = self._load_and_attach()
 
     # -- life ---------------------------------------------------------------------------------
@@ -259,6 +261,17 @@ class ExecProgram:
         with self._lib.step("ring buffer") as step:
             fd = self._lib.bpf_map__fd(self._map("events"))
             self._ring = step.check_ptr(self._lib.ring_buffer__new(fd, self._sample_cb, None, None))
+            # The consumer and producer positions live at the start of the ring's first two pages;
+            # read-only views of them give the fill level without a syscall. libbpf 1.1 has no
+            # ring__avail_data_size().
+            page = mmap.PAGESIZE
+            try:
+                self._positions = (
+                    mmap.mmap(fd, page, mmap.MAP_SHARED, mmap.PROT_READ, offset=0),
+                    mmap.mmap(fd, page, mmap.MAP_SHARED, mmap.PROT_READ, offset=page),
+                )
+            except OSError as exc:
+                raise step.error(exc.errno or errno.EINVAL, f"cannot map the ring positions: {exc}") from exc
 
     def _close_object(self) -> None:
         loaded, self._loaded = self._loaded, None
@@ -270,6 +283,9 @@ class ExecProgram:
 
     def close(self) -> None:
         """Detach and free everything; safe to call twice."""
+        positions, self._positions = self._positions, None
+        for view in positions or ():
+            view.close()
         ring, self._ring = self._ring, None
         if ring:
             self._lib.ring_buffer__free(ring)
@@ -303,6 +319,14 @@ class ExecProgram:
             step.check_int(self._lib.ring_buffer__consume(self._ring), "ring buffer consume")
         batch, self._batch = self._batch, []
         return batch
+
+    def ring_fill(self) -> float:
+        """How full the kernel ring is, from 0.0 to 1.0 (what the reader has yet to drain)."""
+        if self._positions is None:
+            return 0.0
+        consumer: int = struct.unpack_from("<Q", self._positions[0])[0]
+        producer: int = struct.unpack_from("<Q", self._positions[1])[0]
+        return min(max(producer - consumer, 0) / self.options.ring_size, 1.0)
 
     def counters(self) -> KernelCounters:
         """Sum the per-CPU counters of the kernel side."""

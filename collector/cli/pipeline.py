@@ -4,21 +4,18 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from collector.bpf.program import KernelCounters
 from collector.event import BootClock, ExecEvent, MalformedRecord, decode
 from collector.hub import KERNEL_RING_FULL, MALFORMED_RECORD, Gap, Hub, Record
-from collector.k8s import Workload
-from collector.policy import ExecRecord
+from collector.k8s import Enricher, Standalone
+from collector.policy import PassThrough, Policy
 
 __all__ = ["Pipeline", "PipelineCounters"]
 
 log = logging.getLogger("execlog.pipeline")
-
-# Attribution of an event to its workload; standalone mode attributes nothing.
-Enrich = Callable[[ExecEvent], Workload | None]
 
 
 @dataclass(slots=True)
@@ -26,23 +23,32 @@ class PipelineCounters:
     records: int = 0  # raw records taken from the ring
     decoded: int = 0
     malformed: int = 0
-    kernel_lost: int = 0  # reported by the kernel side so far
+    truncated: int = 0  # execs whose argv was cut at the argv cap
+    kernel_seen: int = 0  # execs the kernel side recorded or tried to (after its filter)
+    kernel_lost: int = 0  # of those, lost because the ring was full
 
 
 class Pipeline:
-    def __init__(self, hub: Hub, clock: BootClock | None = None, enrich: Enrich | None = None) -> None:
+    def __init__(
+        self,
+        hub: Hub,
+        clock: BootClock | None = None,
+        enricher: Enricher | None = None,
+        policy: Policy | None = None,
+    ) -> None:
         self.hub = hub
         self.clock = clock or BootClock()
-        self.enrich = enrich
+        self.enricher: Enricher = enricher or Standalone()
+        self.policy: Policy = policy or PassThrough()
         self.counters = PipelineCounters()
 
     def process(self, raws: Sequence[bytes]) -> None:
+        """Take a batch of ring records through every stage and publish what comes out."""
         if not raws:
             return
         offset = self.clock.offset_ns()
-        enrich = self.enrich
-        records: list[Record] = []
-        malformed = 0
+        events: list[ExecEvent] = []
+        malformed = truncated = 0
         for raw in raws:
             try:
                 event = decode(raw, offset)
@@ -50,17 +56,30 @@ class Pipeline:
                 malformed += 1
                 log.warning("dropped a malformed ring record: %s", exc)
                 continue
-            records.append(ExecRecord(event, enrich(event) if enrich else None, event.argv))
+            truncated += event.truncated
+            events.append(event)
         counters = self.counters
         counters.records += len(raws)
-        counters.decoded += len(raws) - malformed
+        counters.decoded += len(events)
+        counters.truncated += truncated
+        records: list[Record] = list(self.policy.apply(self.enricher.enrich(events)))
         if malformed:
             counters.malformed += malformed
             records.append(Gap(malformed, MALFORMED_RECORD, time.time_ns()))
         self.hub.publish(records)
 
+    def tick(self, now_ns: int | None = None, final: bool = False) -> None:
+        """Publish what time makes due: held-back events and policy summaries.
+
+        With `final` (at shutdown) everything still held goes out."""
+        now_ns = time.time_ns() if now_ns is None else now_ns
+        records: list[Record] = list(self.policy.apply(self.enricher.due(now_ns, final)))
+        records.extend(self.policy.due(now_ns, final))
+        self.hub.publish(records)
+
     def account_kernel(self, kernel: KernelCounters) -> None:
         """Turn growth of the kernel's loss counter into a gap record."""
+        self.counters.kernel_seen = kernel.seen
         lost = kernel.lost - self.counters.kernel_lost
         if lost > 0:
             self.counters.kernel_lost = kernel.lost

@@ -94,9 +94,11 @@ class Collector:
             while not self._stop.is_set():
                 pipeline.process(program.read(interval))
                 pipeline.account_kernel(program.counters())
+                pipeline.tick()
             # Whatever the kernel recorded before the stop is still delivered.
             pipeline.process(program.read(0))
             pipeline.account_kernel(program.counters())
+            pipeline.tick(final=True)
         except Exception as exc:
             log.exception("the ring reader failed")
             self._fatal(exc)

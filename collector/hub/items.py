@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from collector.policy import ExecRecord
+from collector.policy import PolicyRecord
 
 __all__ = [
     "KERNEL_RING_FULL",
@@ -33,7 +33,7 @@ class Gap:
     last_seq: int | None = None
 
 
-Record = ExecRecord | Gap
+Record = PolicyRecord | Gap
 
 
 @dataclass(slots=True)

@@ -22,5 +22,7 @@ class Workload:
     nested_container_id: str | None = None
     # The output labels (fields.labels), already mapped from the pod's labels and annotations.
     labels: Mapping[str, str] = field(default_factory=dict)
+    # The pod's own Kubernetes labels, for label selectors (subscriber filters, exclusions).
+    pod_labels: Mapping[str, str] = field(default_factory=dict)
     # False when the pod was still unknown to the kubelet when the event had to go out.
     resolved: bool = True

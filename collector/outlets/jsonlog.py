@@ -25,7 +25,7 @@ import orjson
 
 from collector.hub import OUTLET_QUEUE_FULL, Gap, Item
 from collector.k8s import Workload
-from collector.policy import ExecRecord
+from collector.policy import ExecRecord, SuppressedRecord
 
 __all__ = ["JsonFormatter", "JsonLogOutlet"]
 
@@ -56,6 +56,8 @@ class JsonFormatter:
         record = item.record
         if isinstance(record, ExecRecord):
             return orjson.dumps(self._exec(record, item.seq), option=_NEWLINE)
+        if isinstance(record, SuppressedRecord):
+            return orjson.dumps(self._suppressed(record, item.seq), option=_NEWLINE)
         return orjson.dumps(self._gap(record, item.seq), option=_NEWLINE)
 
     def _exec(self, record: ExecRecord, seq: int) -> dict[str, Any]:
@@ -89,9 +91,31 @@ class JsonFormatter:
         }
         if record.workload is not None:
             fields["kubernetes"] = _kubernetes(record.workload)
+        if record.redactions:
+            fields["redacted"] = list(record.redactions)
         fields["seq"] = seq
         fields["stream_id"] = self.stream_id
         return {"ts": self.ts(ev.time_ns), "level": "INFO", "msg": "exec", "fields": fields}
+
+    def _suppressed(self, record: SuppressedRecord, seq: int) -> dict[str, Any]:
+        start, end = record.interval_start_ns, record.interval_end_ns
+        fields: dict[str, Any] = {
+            "labels": record.workload.labels if record.workload is not None else {},
+            "suppressed": record.suppressed,
+            "interval": {
+                "start": self.ts(start),
+                "end": self.ts(end),
+                "seconds": round((end - start) / 1e9, 3),
+            },
+            "top_binaries": [{"filename": name, "count": count} for name, count in record.top_binaries],
+            "cgroup_id": record.cgroup_id,
+            "cgroup": record.cgroup_name,
+        }
+        if record.workload is not None:
+            fields["kubernetes"] = _kubernetes(record.workload)
+        fields["seq"] = seq
+        fields["stream_id"] = self.stream_id
+        return {"ts": self.ts(end), "level": "INFO", "msg": "exec_suppressed", "fields": fields}
 
     def _gap(self, gap: Gap, seq: int | None) -> dict[str, Any]:
         fields: dict[str, Any] = {"lost": gap.lost, "reason": gap.reason}

@@ -201,3 +201,16 @@ def test_repeated_start_and_stop_leaks_nothing(hierarchy: object) -> None:
     # and the kernel no longer has those links attached anywhere
     for link_id in seen_links:
         assert os.system(f"bpftool link show id {link_id} >/dev/null 2>&1") != 0
+
+
+def test_ring_fill_rises_with_undrained_records_and_falls_when_drained(
+    make_capture: MakeCapture, probe: Path
+) -> None:
+    capture = make_capture(ring_size=64 << 10)
+    assert capture.program.ring_fill() == 0.0
+    capture.run([probe, "storm", "20", "/bin/true", "fill"])
+    fill = capture.program.ring_fill()
+    records = capture.program.read(0)
+    assert len(records) == 21
+    assert fill == pytest.approx(sum(len(r) + 8 for r in records) / (64 << 10), rel=0.05)
+    assert capture.program.ring_fill() == 0.0
