@@ -54,17 +54,26 @@ struct {
 	__type(value, struct execlog_stats);
 } stats SEC(".maps");
 
-struct comm {
+/* A power of two; the slot is the thread id modulo this. */
+#define COMM_SLOTS 16384
+
+/*
+ * The caller's comm, stashed just before the exec replaces it. A plain array slot per thread id
+ * costs a few loads and stores, where a hash map update cost ~0.9 us per exec. `task` (the
+ * task_struct address, which the exec'ing thread keeps through de_thread()) tells a slot's owner:
+ * two threads whose ids collide and exec at the same instant lose the stashed comm (the record
+ * then says EXECLOG_F_COMM_AFTER_EXEC); neither can get the other's.
+ */
+struct comm_slot {
+	__u64 task;
 	char comm[EXECLOG_COMM_LEN];
 };
 
-/* Caller's comm, keyed by task_struct address: the exec'ing thread keeps its task_struct
- * through de_thread(), although it takes over the leader's pid. */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u64);
-	__type(value, struct comm);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, COMM_SLOTS);
+	__type(key, __u32);
+	__type(value, struct comm_slot);
 } caller_comm SEC(".maps");
 
 struct {
@@ -76,12 +85,30 @@ struct {
 
 static __always_inline void stash_comm(void)
 {
-	__u64 key = bpf_get_current_task();
-	struct comm c;
+	__u32 key = (__u32)bpf_get_current_pid_tgid() & (COMM_SLOTS - 1);
+	struct comm_slot *slot = bpf_map_lookup_elem(&caller_comm, &key);
 
-	if (bpf_get_current_comm(c.comm, sizeof(c.comm)))
+	if (!slot)
 		return;
-	bpf_map_update_elem(&caller_comm, &key, &c, BPF_ANY);
+	slot->task = 0; /* invalid while the comm is half written */
+	bpf_get_current_comm(slot->comm, sizeof(slot->comm));
+	slot->task = bpf_get_current_task();
+}
+
+/* Copies the stashed comm of the exec'ing thread (its id before the exec) and frees the slot. */
+static __always_inline bool take_comm(char *dst, __u32 old_tid)
+{
+	__u32 key = old_tid & (COMM_SLOTS - 1);
+	struct comm_slot *slot = bpf_map_lookup_elem(&caller_comm, &key);
+	__u64 task = bpf_get_current_task();
+
+	if (!slot || slot->task != task)
+		return false;
+	__builtin_memcpy(dst, slot->comm, EXECLOG_COMM_LEN);
+	if (slot->task != task) /* overwritten while we copied */
+		return false;
+	slot->task = 0;
+	return true;
 }
 
 SEC("tp_btf/sched_prepare_exec")
@@ -112,39 +139,95 @@ int stash_comm_execveat(void *ctx)
 	return 0;
 }
 
-static __always_inline struct kernfs_node *kn_parent(struct kernfs_node *kn)
-{
-	if (bpf_core_field_exists(struct kernfs_node___v615, __parent)) {
-		struct kernfs_node___v615 *k = (void *)kn;
+/*
+ * Everything below reads kernel structures by direct, BTF-typed loads: both exec hooks start
+ * from a BTF pointer to the task (the tp_btf argument, or bpf_get_current_task_btf()), and the
+ * verifier turns each load into a fault-safe one. That costs a load, where bpf_probe_read_kernel()
+ * costs a helper call; the record has some forty fields' worth of pointer chasing.
+ */
 
-		return BPF_CORE_READ(k, __parent);
+/*
+ * The chain of kernfs nodes from a task's cgroup up towards the root: chain[0] is the cgroup,
+ * chain[1] its parent, and so on; NULL past the root. One walk per kernfs_node flavour, each its
+ * own subprogram: libbpf poisons the field relocation this kernel lacks, and clang would hoist a
+ * relocated offset out of an inlined loop and past the bpf_core_field_exists() check guarding it.
+ * A call is never hoisted, and the verifier does not enter the branch this kernel does not take.
+ */
+#define CHAIN_LEN (EXECLOG_ANCESTORS_MAX + 2)
+
+static __noinline int walk_v615(struct kernfs_node___v615 *kn, struct kernfs_node **chain)
+{
+	for (int i = 0; i < CHAIN_LEN; i++) {
+		chain[i] = (struct kernfs_node *)kn;
+		kn = kn ? (struct kernfs_node___v615 *)kn->__parent : NULL;
 	}
-	return BPF_CORE_READ(kn, parent);
+	return 0;
 }
+
+static __noinline int walk_old(struct kernfs_node *kn, struct kernfs_node **chain)
+{
+	for (int i = 0; i < CHAIN_LEN; i++) {
+		chain[i] = kn;
+		kn = kn ? kn->parent : NULL;
+	}
+	return 0;
+}
+
+static __always_inline void cgroup_chain(struct kernfs_node *kn, struct kernfs_node **chain)
+{
+	if (bpf_core_field_exists(struct kernfs_node___v615, __parent))
+		walk_v615((struct kernfs_node___v615 *)kn, chain);
+	else
+		walk_old(kn, chain);
+}
+
+/* subsys[] indexed by constants only, so the pointer stays typed; cgroup_subsys_idx is a
+ * load-time constant, so the verifier keeps just the one branch that applies. */
+#define SUBSYS_CASE(n)                                                                             \
+	case n:                                                                                     \
+		css = cgroups->subsys[n];                                                           \
+		break
 
 static __always_inline struct kernfs_node *task_cgroup_kn(struct task_struct *task)
 {
-	struct css_set *cgroups = BPF_CORE_READ(task, cgroups);
+	struct css_set *cgroups = task->cgroups;
 	struct cgroup_subsys_state *css = NULL;
-	__s32 idx = cgroup_subsys_idx;
 
-	if (idx < 0)
-		return BPF_CORE_READ(cgroups, dfl_cgrp, kn);
-	bpf_core_read(&css, sizeof(css), &cgroups->subsys[idx & 15]);
-	return BPF_CORE_READ(css, cgroup, kn);
+	switch (cgroup_subsys_idx) {
+		SUBSYS_CASE(0);
+		SUBSYS_CASE(1);
+		SUBSYS_CASE(2);
+		SUBSYS_CASE(3);
+		SUBSYS_CASE(4);
+		SUBSYS_CASE(5);
+		SUBSYS_CASE(6);
+		SUBSYS_CASE(7);
+		SUBSYS_CASE(8);
+		SUBSYS_CASE(9);
+		SUBSYS_CASE(10);
+		SUBSYS_CASE(11);
+		SUBSYS_CASE(12);
+		SUBSYS_CASE(13);
+		SUBSYS_CASE(14);
+		SUBSYS_CASE(15);
+	default:
+		return cgroups->dfl_cgrp->kn;
+	}
+	if (!css)
+		return NULL;
+	return css->cgroup->kn;
 }
 
-static __always_inline bool cgroup_selected(struct kernfs_node *kn)
+static __always_inline bool cgroup_selected(struct kernfs_node **chain)
 {
 	__u64 id;
 
-	for (int i = 0; i <= EXECLOG_ANCESTORS_MAX + 1; i++) {
-		if (!kn)
+	for (int i = 0; i < CHAIN_LEN; i++) {
+		if (!chain[i])
 			return false;
-		id = BPF_CORE_READ(kn, id);
+		id = chain[i]->id;
 		if (bpf_map_lookup_elem(&cgroup_filter, &id))
 			return true;
-		kn = kn_parent(kn);
 	}
 	return false;
 }
@@ -163,51 +246,56 @@ static __always_inline void count(bool lost, bool comm_missing)
 		s->comm_missing++;
 }
 
-static __always_inline void fill_cgroup(struct execlog_event *e, struct kernfs_node *kn)
+static __always_inline void read_name(char *dst, struct kernfs_node *kn, __u16 *flags, __u16 cut_flag)
 {
-	struct kernfs_node *parent = kn_parent(kn);
-	long n;
+	long n = kn ? bpf_probe_read_kernel_str(dst, EXECLOG_CGROUP_NAME_LEN, kn->name) : -1;
 
-	e->cgroup_id = BPF_CORE_READ(kn, id);
-	n = bpf_probe_read_kernel_str(e->cgroup_name, sizeof(e->cgroup_name), BPF_CORE_READ(kn, name));
 	if (n < 0)
-		e->cgroup_name[0] = '\0';
-	else if (n == sizeof(e->cgroup_name))
-		e->flags |= EXECLOG_F_CGROUP_NAME_TRUNCATED;
+		dst[0] = '\0';
+	else if (n == EXECLOG_CGROUP_NAME_LEN)
+		*flags |= cut_flag;
+}
 
-	e->parent_cgroup_name[0] = '\0';
-	if (parent) {
-		n = bpf_probe_read_kernel_str(e->parent_cgroup_name, sizeof(e->parent_cgroup_name),
-					      BPF_CORE_READ(parent, name));
-		if (n < 0)
-			e->parent_cgroup_name[0] = '\0';
-		else if (n == sizeof(e->parent_cgroup_name))
-			e->flags |= EXECLOG_F_PARENT_CGROUP_NAME_TRUNCATED;
-	}
+static __always_inline void fill_cgroup(struct execlog_event *e, struct kernfs_node **chain)
+{
+	struct kernfs_node *kn = chain[0];
 
+	e->cgroup_id = kn ? kn->id : 0;
+	read_name(e->cgroup_name, kn, &e->flags, EXECLOG_F_CGROUP_NAME_TRUNCATED);
+	read_name(e->parent_cgroup_name, chain[1], &e->flags, EXECLOG_F_PARENT_CGROUP_NAME_TRUNCATED);
 	for (int i = 0; i < EXECLOG_ANCESTORS_MAX; i++) {
-		if (parent) {
-			e->ancestor_ids[i] = BPF_CORE_READ(parent, id);
-			parent = kn_parent(parent);
-		} else {
-			e->ancestor_ids[i] = 0;
-		}
+		kn = chain[i + 1];
+		e->ancestor_ids[i] = kn ? kn->id : 0;
 	}
-	if (parent)
+	if (chain[CHAIN_LEN - 1])
 		e->flags |= EXECLOG_F_ANCESTORS_TRUNCATED;
+}
+
+static __always_inline __u32 pid_ns_inum(struct task_struct *task)
+{
+	struct pid *pid = task->thread_pid;
+	unsigned int level = pid->level;
+	struct pid_namespace *ns = NULL;
+
+	/* numbers[level] has a variable index: read it as plain memory. */
+	bpf_probe_read_kernel(&ns, sizeof(ns),
+			      (void *)((__u64)pid + bpf_core_field_offset(struct pid, numbers) +
+				       (level & 63) * bpf_core_type_size(struct upid) +
+				       bpf_core_field_offset(struct upid, ns)));
+	return BPF_CORE_READ(ns, ns.inum);
 }
 
 /*
  * argc < 0: unknown here; read it from the top of the new stack, where the ELF loader put it
  * (mm->start_stack points at argc).
  */
-static __always_inline int record_exec(struct task_struct *task, const char *filename, int argc)
+static __always_inline int record_exec(struct task_struct *task, const char *filename, int argc, __u32 old_tid)
 {
-	struct kernfs_node *kn = task_cgroup_kn(task);
+	struct kernfs_node *chain[CHAIN_LEN];
+	struct mm_struct *mm = task->mm;
+	const struct cred *cred = task->cred;
 	struct execlog_event *e;
 	struct scratch *s;
-	struct comm *stashed;
-	__u64 task_key = bpf_get_current_task();
 	__u32 cpu = bpf_get_smp_processor_id();
 	unsigned long arg_start, arg_end;
 	__u64 argv_size;
@@ -215,7 +303,8 @@ static __always_inline int record_exec(struct task_struct *task, const char *fil
 	__u64 size, flags;
 	long ret;
 
-	if (filter_by_cgroup && !cgroup_selected(kn))
+	cgroup_chain(task_cgroup_kn(task), chain);
+	if (filter_by_cgroup && !cgroup_selected(chain))
 		return 0;
 
 	s = bpf_map_lookup_elem(&scratch, &cpu);
@@ -225,40 +314,29 @@ static __always_inline int record_exec(struct task_struct *task, const char *fil
 
 	e->boot_ns = bpf_ktime_get_boot_ns();
 	e->flags = 0;
-	e->pid = BPF_CORE_READ(task, tgid);
-	e->ppid = BPF_CORE_READ(task, real_parent, tgid);
-	e->uid = BPF_CORE_READ(task, cred, uid.val);
-	e->gid = BPF_CORE_READ(task, cred, gid.val);
-	e->euid = BPF_CORE_READ(task, cred, euid.val);
-	e->egid = BPF_CORE_READ(task, cred, egid.val);
-	e->mnt_ns = BPF_CORE_READ(task, nsproxy, mnt_ns, ns.inum);
-	{
-		struct pid *pid = BPF_CORE_READ(task, thread_pid);
-		unsigned int level = BPF_CORE_READ(pid, level);
-		struct pid_namespace *ns = NULL;
+	e->pid = task->tgid;
+	e->ppid = task->real_parent->tgid;
+	e->uid = cred->uid.val;
+	e->gid = cred->gid.val;
+	e->euid = cred->euid.val;
+	e->egid = cred->egid.val;
+	e->mnt_ns = task->nsproxy->mnt_ns->ns.inum;
+	e->pid_ns = pid_ns_inum(task);
 
-		bpf_core_read(&ns, sizeof(ns), &pid->numbers[level & 63].ns);
-		e->pid_ns = BPF_CORE_READ(ns, ns.inum);
-	}
-
-	stashed = bpf_map_lookup_elem(&caller_comm, &task_key);
-	if (stashed) {
-		__builtin_memcpy(e->comm, stashed->comm, sizeof(e->comm));
-		bpf_map_delete_elem(&caller_comm, &task_key);
-	} else {
+	if (!take_comm(e->comm, old_tid)) {
 		bpf_get_current_comm(e->comm, sizeof(e->comm));
 		e->flags |= EXECLOG_F_COMM_AFTER_EXEC;
 	}
 
-	fill_cgroup(e, kn);
+	fill_cgroup(e, chain);
 
 	ret = bpf_probe_read_kernel_str(s->data, EXECLOG_FILENAME_MAX, filename);
 	fname_len = ret > 0 ? ret - 1 : 0;
 	fname_len &= EXECLOG_FILENAME_MAX - 1;
 	e->filename_len = fname_len;
 
-	arg_start = BPF_CORE_READ(task, mm, arg_start);
-	arg_end = BPF_CORE_READ(task, mm, arg_end);
+	arg_start = mm->arg_start;
+	arg_end = mm->arg_end;
 	argv_size = arg_end > arg_start ? arg_end - arg_start : 0;
 	e->argv_size = argv_size > 0xffffffff ? 0xffffffff : argv_size;
 	n = argv_size > argv_cap ? argv_cap : argv_size;
@@ -275,8 +353,8 @@ static __always_inline int record_exec(struct task_struct *task, const char *fil
 	if (argc < 0) {
 		long top = 0;
 
-		if (bpf_probe_read_user(&top, sizeof(top), (const void *)BPF_CORE_READ(task, mm, start_stack)) ||
-		    top < 0 || top > 0x7fffffff) {
+		if (bpf_probe_read_user(&top, sizeof(top), (const void *)mm->start_stack) || top < 0 ||
+		    top > 0x7fffffff) {
 			top = 0;
 			e->flags |= EXECLOG_F_ARGC_UNKNOWN;
 		}
@@ -297,14 +375,14 @@ static __always_inline int record_exec(struct task_struct *task, const char *fil
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(exec_btf, struct task_struct *task, int old_pid, struct linux_binprm *bprm)
 {
-	return record_exec(task, BPF_CORE_READ(bprm, filename), BPF_CORE_READ(bprm, argc));
+	return record_exec(task, bprm->filename, bprm->argc, old_pid);
 }
 
+/* The fallback where tp_btf cannot attach; bpf_get_current_task_btf() needs Linux 5.11. */
 SEC("tracepoint/sched/sched_process_exec")
 int exec_tracepoint(struct trace_event_raw_sched_process_exec *ctx)
 {
 	__u32 loc = ctx->__data_loc_filename;
 
-	return record_exec((struct task_struct *)bpf_get_current_task(), (const char *)ctx + (loc & 0xffff),
-			   -1);
+	return record_exec(bpf_get_current_task_btf(), (const char *)ctx + (loc & 0xffff), -1, ctx->old_pid);
 }

@@ -158,7 +158,9 @@ class Libbpf:
 
     def _on_print(self, level: int, fmt: bytes | None, ap: int | None) -> int:
         try:
-            buf = ctypes.create_string_buffer(4096)
+            # Sized for verifier logs, which libbpf prints as one message; the va_list can be
+            # formatted only once, so there is no second try with a larger buffer.
+            buf = ctypes.create_string_buffer(1 << 20)
             self._libc.vsnprintf(buf, len(buf), fmt, ap)
             text = buf.value.decode("utf-8", "backslashreplace").rstrip().removeprefix("libbpf: ")
             with self._lock:
