@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from collector.event import MalformedRecord, decode, split_argv, text
+from collector.event import Decoder, MalformedRecord, decode, split_argv, text
 from collector.event.layout import FLAG_ARGC_UNKNOWN, FLAG_ARGV_TRUNCATED, HEADER
 from tests.support.records import record
 
@@ -125,3 +125,16 @@ def test_split_argv_matches_decoder() -> None:
     assert split_argv(b"a\0\0b\0") == [b"a", b"", b"b"]
     assert split_argv(b"a\0b") == [b"a", b"b"]
     assert split_argv(b"") == []
+
+
+def test_cached_decoder_matches_the_pure_one() -> None:
+    decoder = Decoder(cache_size=2)
+    records = [
+        record(argv=b"a\0", cgroup_id=1, cgroup_name=b"one", comm=b"x"),
+        record(argv=b"b\0", cgroup_id=2, cgroup_name=b"two", comm=b"y", ancestor_ids=(5,) + (0,) * 7),
+        record(argv=b"c\0", cgroup_id=1, cgroup_name=b"one", comm=b"x"),
+        record(argv=b"d\0", cgroup_id=3, cgroup_name=b"three", comm=b"z", ancestor_ids=tuple(range(1, 9))),
+        record(argv=b"e\0", cgroup_id=2, cgroup_name=b"two", comm=b"y", ancestor_ids=(5,) + (0,) * 7),
+    ]
+    for raw in records * 3:  # more entries than the cache holds: it must clear, not grow
+        assert decoder.decode(raw, 7) == decode(raw, 7)

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from collector.bpf.program import KernelCounters
-from collector.event import BootClock, ExecEvent, MalformedRecord, decode
+from collector.event import BootClock, Decoder, ExecEvent, MalformedRecord
 from collector.hub import KERNEL_RING_FULL, MALFORMED_RECORD, Gap, Hub, Record
 from collector.k8s import Enricher, Standalone
 from collector.policy import PassThrough, Policy
@@ -41,12 +41,14 @@ class Pipeline:
         self.enricher: Enricher = enricher or Standalone()
         self.policy: Policy = policy or PassThrough()
         self.counters = PipelineCounters()
+        self._decode = Decoder().decode
 
     def process(self, raws: Sequence[bytes]) -> None:
         """Take a batch of ring records through every stage and publish what comes out."""
         if not raws:
             return
         offset = self.clock.offset_ns()
+        decode = self._decode
         events: list[ExecEvent] = []
         malformed = truncated = 0
         for raw in raws:

@@ -34,13 +34,19 @@ log = logging.getLogger("execlog.jsonlog")
 _NEWLINE = orjson.OPT_APPEND_NEWLINE
 
 
+_CACHE_LIMIT = 4096
+
+
 class JsonFormatter:
-    """Turns items into JSON lines. Pure apart from a cache of the current second's text."""
+    """Turns items into JSON lines. Pure apart from caches of what repeats."""
 
     def __init__(self, stream_id: str) -> None:
         self.stream_id = stream_id
         self._second = -1
         self._second_text = ""
+        # id(workload) -> (workload, labels, kubernetes block), pre-serialised once per container;
+        # the workload is kept so that its id cannot be reused while the entry lives.
+        self._workloads: dict[int, tuple[Workload, orjson.Fragment, orjson.Fragment]] = {}
 
     def ts(self, time_ns: int) -> str:
         """RFC 3339 in UTC with nanoseconds, e.g. 2022-02-28T20:29:38.038452202Z."""
@@ -50,15 +56,31 @@ class JsonFormatter:
             self._second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
         return f"{self._second_text}.{frac:09d}Z"
 
-    def line(self, item: Item | Gap) -> bytes:
+    def document(self, item: Item | Gap) -> dict[str, Any]:
+        """The record as a JSON document (pre-serialised parts appear as orjson.Fragment)."""
         if isinstance(item, Gap):
-            return orjson.dumps(self._gap(item, None), option=_NEWLINE)
+            return self._gap(item, None)
         record = item.record
         if isinstance(record, ExecRecord):
-            return orjson.dumps(self._exec(record, item.seq), option=_NEWLINE)
+            return self._exec(record, item.seq)
         if isinstance(record, SuppressedRecord):
-            return orjson.dumps(self._suppressed(record, item.seq), option=_NEWLINE)
-        return orjson.dumps(self._gap(record, item.seq), option=_NEWLINE)
+            return self._suppressed(record, item.seq)
+        return self._gap(record, item.seq)
+
+    def line(self, item: Item | Gap) -> bytes:
+        return orjson.dumps(self.document(item), option=_NEWLINE)
+
+    def _workload_json(self, workload: Workload) -> tuple[orjson.Fragment, orjson.Fragment]:
+        cached = self._workloads.get(id(workload))
+        if cached is None or cached[0] is not workload:
+            if len(self._workloads) >= _CACHE_LIMIT:
+                self._workloads = {}
+            cached = self._workloads[id(workload)] = (
+                workload,
+                orjson.Fragment(orjson.dumps(workload.labels)),
+                orjson.Fragment(orjson.dumps(_kubernetes(workload))),
+            )
+        return cached[1], cached[2]
 
     def _exec(self, record: ExecRecord, seq: int) -> dict[str, Any]:
         ev = record.event
@@ -84,13 +106,12 @@ class JsonFormatter:
         }
         if ev.non_utf8:
             event["non_utf8"] = True
-        fields: dict[str, Any] = {
-            "labels": record.workload.labels if record.workload is not None else {},
-            "cmdline": " ".join(argv),
-            "event": event,
-        }
-        if record.workload is not None:
-            fields["kubernetes"] = _kubernetes(record.workload)
+        workload = record.workload
+        if workload is None:
+            fields: dict[str, Any] = {"labels": {}, "cmdline": " ".join(argv), "event": event}
+        else:
+            labels, kubernetes = self._workload_json(workload)
+            fields = {"labels": labels, "cmdline": " ".join(argv), "event": event, "kubernetes": kubernetes}
         if record.redactions:
             fields["redacted"] = list(record.redactions)
         fields["seq"] = seq
