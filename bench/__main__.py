@@ -6,19 +6,24 @@ import argparse
 import os
 import sys
 
-from bench.kernel_cost import measure, table
+from bench import kernel_cost, pipeline
+from bench.recorded import record_execs
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="make bench", description=__doc__)
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds; medians are quoted")
     parser.add_argument("--execs", type=int, default=2000, help="execs per storm")
+    parser.add_argument("--records", type=int, default=5000, help="recorded records replayed per round")
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("bench: needs root (BPF and kernel.bpf_stats_enabled)", file=sys.stderr)
         return 1
-    costs = measure(args.rounds, args.execs)
-    print(table(costs, args.rounds, args.execs))
+    costs = kernel_cost.measure(args.rounds, args.execs)
+    print(kernel_cost.table(costs, args.rounds, args.execs))
+    print()
+    records = record_execs(args.records)
+    print(pipeline.table(pipeline.replay(records, args.rounds), len(records), args.rounds))
     return 0
 
 
