@@ -6,7 +6,6 @@ collector sees in production; only the binary is /bin/true, so the execs cost no
 
 from __future__ import annotations
 
-import os
 import subprocess
 import tempfile
 import uuid
@@ -78,16 +77,13 @@ def record_execs(count: int, ring_size: int = 1 << 25) -> list[bytes]:
         )
         with ExecProgram(options) as program:
             records: list[bytes] = []
-
-            def join() -> None:
-                (cgroup / "cgroup.procs").write_text(str(os.getpid()))
-
             with tempfile.NamedTemporaryFile("w", suffix=".sh", delete=False) as f:
                 script = Path(f.name)
+                f.write(f"echo $$ > {cgroup / 'cgroup.procs'}\n")  # the shell joins, then its children exec
                 for i in range(count):
                     args = " ".join(_quote(a) for a in COMMAND_LINES[i % len(COMMAND_LINES)])
                     f.write(f'"$1" execve /bin/true {args}\n')
-            proc = subprocess.Popen(["/bin/sh", str(script), str(probe)], preexec_fn=join)
+            proc = subprocess.Popen(["/bin/sh", str(script), str(probe)])
             while proc.poll() is None:
                 records += program.read(50)
             records += program.read(0)
