@@ -47,7 +47,9 @@ CONTAINER_ID = "5d1c0a7e" * 8
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.support.demo_pod", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.support.demo_pod", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--dir", type=Path, default=Path("/tmp/execlog-demo"), help="work directory")
     parser.add_argument("--port", type=int, default=10250, help="kubelet port on 127.0.0.1")
     parser.add_argument("--driver", choices=("cgroupfs", "systemd"), default="cgroupfs")
