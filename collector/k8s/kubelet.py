@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Final
 from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
-    from kubernetes.client import ApiClient, V1PodList
+    from kubernetes.client import V1PodList
 
 __all__ = ["KubeletClient", "KubeletError", "check_kubelet_url"]
 
@@ -71,7 +71,11 @@ class KubeletClient:
         self._timeout = timeout
         self._context = _tls_context(ca_file)
         self._conn: http.client.HTTPSConnection | None = None
-        self._api: ApiClient | None = None
+        # Imported here, at start, not at the first poll: importing the models takes most of a
+        # second, which the first execs' pending wait should not have to absorb.
+        from kubernetes.client import ApiClient
+
+        self._api: ApiClient = ApiClient()
 
     def pods(self) -> V1PodList:
         """One GET /pods, deserialised with the kubernetes package's models."""
@@ -157,10 +161,6 @@ class KubeletClient:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _decode(self, body: bytes) -> V1PodList:
-        if self._api is None:
-            from kubernetes.client import ApiClient  # heavy: only in Kubernetes mode
-
-            self._api = ApiClient()
         try:
             text = body.decode("utf-8")
             podlist: V1PodList = self._api.deserialize(text, "V1PodList", "application/json")

@@ -216,7 +216,7 @@ class PodWatcher:
         if exc.kind != self._failure_kind:
             known = len(self.snapshot.pods)
             log.error(
-                "kubelet %s: %s; %s, retrying with backoff up to %.0fs",
+                "kubelet %s: %s; %s, retrying with backoff up to %gs",
                 self.client.url,
                 exc,
                 f"the {known} pods known so far keep resolving" if known else "events go out unresolved",
