@@ -72,7 +72,7 @@ def test_a_rotated_token_file_is_read_again(kubelet: FakeKubelet) -> None:
         (
             lambda k: k.fail_with(403, forbidden_body("system:serviceaccount:execlog:execlog")),
             "forbidden",
-            "nodes/proxy",
+            "403 Forbidden: Forbidden .user=system:serviceaccount:execlog:execlog.*needs get on nodes/pods",
         ),
         (lambda k: k.fail_with(500), "status", "HTTP 500"),
         (lambda k: k.serve_malformed(podlist_body([pod(U1, "alpha")])[:100]), "malformed", "not a PodList"),  # type: ignore[list-item]

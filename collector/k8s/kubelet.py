@@ -3,7 +3,7 @@
 The kubelet lists exactly the pods bound to its node, with their container ids, which is what
 attribution needs, and it answers from memory: no load on the API server however many nodes run
 the collector. Authentication is the pod's service-account token, authorised by the API server
-through the kubelet's webhook (RBAC: `get` on `nodes/proxy`).
+through the kubelet's webhook (RBAC: `get` on `nodes/pods`, or `nodes/proxy` before 1.33).
 
 The token file is read again whenever it changes (projected tokens are rewritten before they
 expire). Each failure is a :class:`KubeletError` whose `kind` lets the caller log a new kind of
@@ -90,8 +90,8 @@ class KubeletClient:
         if status == 403:
             raise KubeletError(
                 "forbidden",
-                f"403 Forbidden: the service account may not get nodes/proxy ({_snippet(body)}); "
-                "apply the ClusterRole in manifests/rbac.yaml",
+                f"403 Forbidden: {_snippet(body)}; the service account needs get on nodes/pods "
+                "(nodes/proxy before Kubernetes 1.33): see manifests/rbac.yaml",
             )
         if status != 200:
             raise KubeletError("status", f"HTTP {status} from GET {self._path}: {_snippet(body)}")
