@@ -8,6 +8,8 @@ its JSON lines and its stop line (`execlog stopped: kernel_seen=… records=… 
 from __future__ import annotations
 
 import contextlib
+import json
+import os
 import re
 import subprocess
 import time
@@ -17,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
-from tests.integration.test_cli import RunningCollector, start
+from tests.integration.test_cli import EXECLOG, RunningCollector, start
 from tests.support.containers import (
     RuncContainer,
     cgroupfs_path,
@@ -29,7 +32,7 @@ from tests.support.containers import (
     unique_top,
 )
 from tests.support.kubelet import FakeKubelet, make_pod
-from tests.support.require import require_bpf, require_runc
+from tests.support.require import REPO, require_bpf, require_runc
 
 NODE = "test-node"
 CODER_LABELS = {
@@ -359,3 +362,59 @@ def test_a_wrong_token_is_one_clear_line_and_the_fixed_token_file_is_read_again(
     assert len(error_lines(c)) == 1
     assert c.proc.poll() is None
     stop_summary(c)
+
+
+def daemonset_container() -> dict[str, Any]:
+    [doc] = [d for d in yaml.safe_load_all((REPO / "manifests" / "daemonset.yaml").read_text()) if d]
+    [container] = doc["spec"]["template"]["spec"]["containers"]
+    return container  # type: ignore[no-any-return]
+
+
+def test_the_daemonsets_capabilities_config_and_read_only_mounts_suffice(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """As in the pod: only the manifest's capabilities, the ConfigMap's config file, a read-only
+    root file system, and the host's cgroups through a read-only bind mount at another path."""
+    security = daemonset_container()["securityContext"]
+    caps = ",".join(f"+{cap.lower()}" for cap in security["capabilities"]["add"])
+    assert security["capabilities"]["drop"] == ["ALL"] and security["readOnlyRootFilesystem"]
+    ws = cluster.pod("ws-jessie")
+    host_cgroup = tmp_path / "host-cgroup"
+    host_cgroup.mkdir()
+    script = (
+        'mount --rbind /sys/fs/cgroup "$0" && mount -o remount,bind,ro "$0" '
+        '&& mount -o remount,bind,ro / && exec "$@"'
+    )
+    kubelet = cluster.kubelet
+    command = [
+        *("unshare", "-m", "--propagation", "private", "sh", "-c", script, str(host_cgroup)),
+        *("setpriv", f"--bounding-set=-all,{caps}", "--inh-caps=-all"),
+        *EXECLOG,
+        *("run", "--config", str(REPO / "manifests" / "execlog.yaml")),
+        *("--cgroup-root", str(host_cgroup), "--kubepods-roots", cluster.top),
+        *("--kubelet-token-file", str(kubelet.token_file), "--kubelet-ca-file", str(kubelet.ca_file)),
+    ]
+    out, err = tmp_path / "stdout.jsonl", tmp_path / "stderr.log"
+    env = {**os.environ, "EXECLOG_KUBELET_URL": kubelet.url, "NODE_NAME": NODE}
+    with out.open("wb") as stdout, err.open("wb") as stderr:
+        proc = subprocess.Popen(command, stdout=stdout, stderr=stderr, cwd=REPO, env=env)
+    try:
+        deadline = time.monotonic() + 20
+        while b"pods on this node" not in err.read_bytes():
+            assert proc.poll() is None and time.monotonic() < deadline, err.read_text()
+            time.sleep(0.05)
+        ws.exec("echo", "in-the-pod")
+        deadline = time.monotonic() + 10
+        while b"in-the-pod" not in out.read_bytes():
+            assert time.monotonic() < deadline, err.read_text()
+            time.sleep(0.05)
+    finally:
+        proc.terminate()
+        assert proc.wait(20) == 0, err.read_text()
+    [doc] = [json.loads(line) for line in out.read_bytes().splitlines() if b"in-the-pod" in line]
+    assert doc["fields"]["labels"] == REFERENCE_LABELS
+    assert doc["fields"]["kubernetes"]["pod"] == "ws-jessie"
+    text = err.read_text()
+    # the in-kernel filter was set from the read-only view of the host's cgroups
+    assert re.search(rf"below {host_cgroup}/(memory/|unified/)?{cluster.top} \(1 present\)", text), text
+    assert "Traceback" not in text and " ERROR " not in text
