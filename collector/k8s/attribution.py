@@ -121,22 +121,23 @@ class PodEnricher:
         snap = self._source.snapshot
         if snap is not self._snap:
             self._new_snapshot(snap, out)
-        results = self._results
+        # The hot path: one dict lookup and an identity check per event, locals for the rest.
+        results, held_ids, append = self._results, self._pending_ids, out.append
         counters = self.counters
-        now = 0
+        resolved = now = 0
         for ev in events:
             hit = results.get(ev.cgroup_id)
             result = hit[1] if hit is not None and hit[0] is snap else self._attribute(ev, snap)
-            if isinstance(result, Workload):
-                if self._pending_ids and ev.cgroup_id in self._pending_ids:
+            if type(result) is Workload:
+                if held_ids and ev.cgroup_id in held_ids:
                     # Its cgroup's earlier events are held; they go first, to keep order.
                     self._retry(snap, out)
-                    if ev.cgroup_id in self._pending_ids:
+                    if ev.cgroup_id in held_ids:
                         now = now or self._clock()
                         self._hold(ev, now, 0)
                         continue
-                counters.resolved += 1
-                out.append((ev, result))
+                resolved += 1
+                append((ev, result))
             elif result is WAIT_POD or result is WAIT_SCAN:
                 now = now or self._clock()
                 self._hold(ev, now, self._ask(result, snap))
@@ -144,6 +145,7 @@ class PodEnricher:
                 counters.not_selected += 1
             else:
                 counters.outside_pods += 1
+        counters.resolved += resolved
         while len(self._pending) > self._max:
             counters.pending_overflow += 1
             self._settle(self._pending.popleft(), snap, out)
