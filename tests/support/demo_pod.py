@@ -1,6 +1,6 @@
 """Try Kubernetes mode on one machine: a runc "pod" and the test kubelet that lists it.
 
-    sudo .venv/bin/python -m tests.support.demo_pod            # then follow what it prints
+    .venv/bin/python -m tests.support.demo_pod      # as root; then follow what it prints
 
 It starts a busybox container with runc at a kubelet-style cgroup path below a private top
 (`execlog-demo/kubepods`, so a real kubelet's tree is never touched), and serves a pod for it with
@@ -90,13 +90,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"kubelet stand-in on {kubelet.url}\n")
         print("In a second terminal, start the collector:\n")
         print(
-            f"  sudo .venv/bin/execlog run --kubelet-url {kubelet.url} \\\n"
+            f"  .venv/bin/execlog run --kubelet-url {kubelet.url} \\\n"
             f"      --kubelet-token-file {kubelet.token_file} \\\n"
             f"      --kubelet-ca-file {kubelet.ca_file} \\\n"
             f"      --kubepods-roots {top} --node-name demo-node\n"
         )
         print("In a third, run something in the workspace container:\n")
-        print(f"  sudo {exec_script} uname -a\n")
+        print(f"  {exec_script} uname -a\n")
         print("Ctrl-C here removes the container and its cgroups.", flush=True)
         try:
             if args.pod_delay > 0:
