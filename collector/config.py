@@ -16,6 +16,7 @@ import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import yaml
@@ -341,7 +342,7 @@ class KubernetesConfig:
 
 
 # Settings too structured for a flag: YAML keys only, each with its parser (ValueError on bad input).
-YAML_ONLY: dict[str, Callable[[Any], Any]] = {"labels": parse_label_mapping}
+YAML_ONLY: Mapping[str, Callable[[Any], Any]] = MappingProxyType({"labels": parse_label_mapping})
 
 
 @dataclass(frozen=True, slots=True)

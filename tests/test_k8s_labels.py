@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 import pytest
+from kubernetes.config import incluster_config
 
 from collector.config import ConfigError, add_flags, build_config
 from collector.k8s.labels import DEFAULT_LABELS, LabelRule, map_labels, parse_label_mapping
@@ -88,8 +89,9 @@ def test_kubernetes_defaults() -> None:
     assert k8s.pod_selector == EVERYTHING
     assert k8s.pending_timeout_ms == 2000
     assert k8s.kubepods_roots == ("kubepods", "kubepods.slice")
-    assert k8s.kubelet_token_file == Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
-    assert k8s.kubelet_ca_file == Path("/var/run/secrets/kubernetes.io/serviceaccount/ca.crt")
+    # the service account's files, where the kubernetes package's in-cluster config reads them
+    assert k8s.kubelet_token_file == Path(incluster_config.SERVICE_TOKEN_FILENAME)
+    assert k8s.kubelet_ca_file == Path(incluster_config.SERVICE_CERT_FILENAME)
     assert k8s.kubelet_insecure_skip_tls_verify is False
 
 
