@@ -108,7 +108,16 @@ class PodWatcher:
         """Ids of the kubepods roots now; calls on_roots when they changed. Also used at start."""
         ids = root_ids(self._mount, self._roots)
         if ids != self._root_ids:
-            if self._root_ids is not None or not ids:
+            if not ids:
+                # Nothing is recorded until one appears: loud, since a wrong --kubepods-roots or
+                # --cgroup-root would otherwise look like a quiet node.
+                log.warning(
+                    "kubepods roots in %s: 0 of %s present; nothing is logged until one appears "
+                    "(check --kubepods-roots and --cgroup-root)",
+                    self._mount,
+                    ",".join(self._roots),
+                )
+            elif self._root_ids is not None:
                 log.info(
                     "kubepods roots in %s: %d of %s present", self._mount, len(ids), ",".join(self._roots)
                 )
