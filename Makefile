@@ -12,13 +12,14 @@ MULTIARCH := $(shell gcc -print-multiarch 2>/dev/null || echo "$$(uname -m)-linu
 BPF_OBJ := bpf/exec.bpf.o
 BPF_SRC := bpf/exec.bpf.c bpf/exec.h bpf/kernel_types.h
 
-.PHONY: help install deb venv bpf run test lint bench clean
+.PHONY: help install deb venv bpf run test lint bench image clean
 
 help:
 	@echo "make run      install, then run the collector in standalone mode (logs every exec on this host)"
 	@echo "make test     install, then ruff, mypy and pytest"
 	@echo "make install  Debian packages, .venv, $(BPF_OBJ) (idempotent)"
 	@echo "make bench    benchmarks that print tables (not part of make test)"
+	@echo "make image    the collector's container image (Dockerfile; needs docker or podman)"
 
 install: deb venv bpf
 
@@ -59,6 +60,13 @@ test: lint
 
 bench: install
 	$(BIN)/python -m bench $(ARGS)
+
+IMAGE ?= execlog:0.1.0
+IMAGE_TOOL ?= $(shell command -v docker || command -v podman)
+
+image:
+	@test -n "$(IMAGE_TOOL)" || { echo "make image needs docker or podman"; exit 1; }
+	$(IMAGE_TOOL) build -t $(IMAGE) .
 
 clean:
 	rm -f $(BPF_OBJ)

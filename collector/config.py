@@ -14,17 +14,24 @@ import os
 import re
 import socket
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import yaml
 
+from collector.k8s.kubelet import check_kubelet_url
+from collector.k8s.labels import DEFAULT_LABELS, LabelRule, parse_label_mapping
+from collector.k8s.selector import EVERYTHING, Selector, parse_selector
+
 __all__ = [
     "OPTIONS",
+    "YAML_ONLY",
     "CaptureConfig",
     "Config",
     "ConfigError",
+    "KubernetesConfig",
     "Option",
     "OutputConfig",
     "add_flags",
@@ -70,6 +77,15 @@ def parse_hierarchy(text: str) -> str:
     if text in ("auto", "v2") or re.fullmatch(r"v1:[a-z_]+", text):
         return text
     raise ValueError(f"{text!r} is not auto, v2 or v1:<controller> (e.g. v1:memory)")
+
+
+def parse_roots(text: str) -> tuple[str, ...]:
+    """Comma-separated cgroup paths relative to the hierarchy's root, e.g. kubepods,kubepods.slice."""
+    roots = tuple(part.strip().strip("/") for part in text.split(","))
+    for root in roots:
+        if not root or ".." in root.split("/"):
+            raise ValueError(f"{text!r}: each root is a path below the cgroup root, e.g. kubepods")
+    return roots
 
 
 def _default_bpf_object() -> Path:
@@ -195,6 +211,92 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "log_level", "output", parse_choice("debug", "info", "warning", "error"), "info", "stderr log level"
     ),
+    # kubernetes: pod attribution through the kubelet API (one block, see KubernetesConfig)
+    Option(
+        "kubelet_url",
+        "kubernetes",
+        check_kubelet_url,
+        None,
+        "the kubelet API, e.g. https://$NODE_IP:10250; turns on Kubernetes mode, where only "
+        "processes in pods are logged (filtered in the kernel) and each record names its pod",
+        "URL",
+    ),
+    Option(
+        "kubelet_token_file",
+        "kubernetes",
+        Path,
+        Path("/var/run/secrets/kubernetes.io/serviceaccount/token"),
+        "bearer token for the kubelet, read again when it changes",
+        "PATH",
+    ),
+    Option(
+        "kubelet_ca_file",
+        "kubernetes",
+        Path,
+        Path("/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"),
+        "CA that signed the kubelet's serving certificate",
+        "PATH",
+    ),
+    Option(
+        "kubelet_insecure_skip_tls_verify",
+        "kubernetes",
+        parse_bool,
+        False,
+        "do not verify the kubelet's certificate (for kubelets with self-signed serving "
+        "certificates; anyone on the path can then read the token)",
+        is_flag=True,
+    ),
+    Option(
+        "kubelet_poll_interval_s",
+        "kubernetes",
+        float,
+        10.0,
+        "seconds between polls of the kubelet's pod list (an unknown pod makes it ask at once)",
+        "S",
+    ),
+    Option(
+        "pod_selector",
+        "kubernetes",
+        parse_selector,
+        None,
+        "log only pods whose labels match this label selector (=, ==, !=, in, notin, key, !key), "
+        "e.g. com.coder.workspace.id; default: every pod",
+        "SELECTOR",
+    ),
+    Option(
+        "pending_timeout_ms",
+        "kubernetes",
+        int,
+        2000,
+        "how long an exec of a pod the kubelet has not listed yet waits for it before it goes out "
+        "marked unresolved",
+        "MS",
+    ),
+    Option(
+        "pending_max",
+        "kubernetes",
+        int,
+        10000,
+        "execs held for pods not listed yet; beyond that the oldest go out unresolved at once",
+        "N",
+    ),
+    Option(
+        "deleted_pod_grace_s",
+        "kubernetes",
+        float,
+        60.0,
+        "seconds a pod that left the kubelet's list still resolves its late execs",
+        "S",
+    ),
+    Option(
+        "kubepods_roots",
+        "kubernetes",
+        parse_roots,
+        ("kubepods", "kubepods.slice"),
+        "the kubelet's top cgroups (paths below the cgroup root, comma-separated); in Kubernetes "
+        "mode only execs below them reach user space",
+        "PATHS",
+    ),
 )
 
 
@@ -220,15 +322,44 @@ class OutputConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class KubernetesConfig:
+    kubelet_url: str | None  # None: standalone mode
+    kubelet_token_file: Path
+    kubelet_ca_file: Path
+    kubelet_insecure_skip_tls_verify: bool
+    kubelet_poll_interval_s: float
+    pod_selector: Selector
+    pending_timeout_ms: int
+    pending_max: int
+    deleted_pod_grace_s: float
+    kubepods_roots: tuple[str, ...]
+    # fields.labels: output name <- pod label or annotation; YAML only (key `labels`).
+    labels: tuple[LabelRule, ...] = DEFAULT_LABELS
+
+    @property
+    def enabled(self) -> bool:
+        return self.kubelet_url is not None
+
+
+# Settings too structured for a flag: YAML keys only, each with its parser (ValueError on bad input).
+YAML_ONLY: Mapping[str, Callable[[Any], Any]] = MappingProxyType({"labels": parse_label_mapping})
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     capture: CaptureConfig
     output: OutputConfig
+    kubernetes: KubernetesConfig
     config_file: Path | None = None
     # Where each value came from (key -> "flag --x", "env EXECLOG_X", "file f.yaml", "default").
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
 
-_SECTIONS: dict[str, type] = {"capture": CaptureConfig, "output": OutputConfig}
+_SECTIONS: dict[str, type] = {
+    "capture": CaptureConfig,
+    "output": OutputConfig,
+    "kubernetes": KubernetesConfig,
+}
 
 
 def add_flags(parser: argparse.ArgumentParser) -> None:
@@ -242,7 +373,8 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
     groups: dict[str, argparse._ArgumentGroup] = {}
     for opt in OPTIONS:
         group = groups.setdefault(opt.section, parser.add_argument_group(f"{opt.section} settings"))
-        default = "" if opt.default is None else f" (default: {opt.default})"
+        shown = ",".join(opt.default) if isinstance(opt.default, tuple) else opt.default
+        default = "" if shown is None else f" (default: {shown})"
         help_text = f"{opt.help}{default}; env {opt.env}"
         if opt.is_flag:
             group.add_argument(
@@ -265,7 +397,7 @@ def _load_yaml(path: Path) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path}: expected a mapping of settings, got {type(data).__name__}")
-    known = {opt.key for opt in OPTIONS}
+    known = {opt.key for opt in OPTIONS} | set(YAML_ONLY)
     unknown = sorted(str(k) for k in data if k not in known)
     if unknown:
         raise ConfigError(f"config file {path}: unknown settings {', '.join(unknown)}")
@@ -302,11 +434,22 @@ def build_config(args: argparse.Namespace | None = None, environ: Mapping[str, s
         values["bpf_object"] = _default_bpf_object()
     if not values["node_name"]:
         values["node_name"] = environ.get("NODE_NAME") or socket.gethostname()
+    if values["pod_selector"] is None:
+        values["pod_selector"] = EVERYTHING
     _validate(values, sources)
     sections = {
         name: cls(**{opt.key: values[opt.key] for opt in OPTIONS if opt.section == name})
         for name, cls in _SECTIONS.items()
     }
+    for key, parse in YAML_ONLY.items():
+        if key in from_file:
+            try:
+                sections["kubernetes"] = replace(sections["kubernetes"], **{key: parse(from_file[key])})
+            except ValueError as exc:
+                raise ConfigError(f"config file {config_path}, key {key}: {exc}") from exc
+            sources[key] = f"config file {config_path}, key {key}"
+        else:
+            sources[key] = "default"
     return Config(
         **sections,
         config_file=Path(config_path) if config_path else None,
@@ -322,6 +465,8 @@ def _from_yaml(opt: Option, raw: Any) -> Any:
         raise ValueError(f"expected {opt.metavar or 'a value'}, got a boolean")
     if isinstance(raw, int | float) and opt.parse in (int, float, parse_size):
         return opt.parse(str(raw))
+    if isinstance(raw, list) and opt.parse is parse_roots and all(isinstance(r, str) for r in raw):
+        return parse_roots(",".join(raw))
     raise ValueError(f"expected {opt.metavar or 'a string'}, got {type(raw).__name__}")
 
 
@@ -338,3 +483,11 @@ def _validate(values: dict[str, Any], sources: Mapping[str, str]) -> None:
         fail("drain_interval_ms", "drain interval must be between 1 and 10000 ms")
     if values["json_queue"] < 1:
         fail("json_queue", "the stdout queue must hold at least one record")
+    if not 0.5 <= values["kubelet_poll_interval_s"] <= 3600:
+        fail("kubelet_poll_interval_s", "the kubelet poll interval must be between 0.5 and 3600 seconds")
+    if not 0 <= values["pending_timeout_ms"] <= 600_000:
+        fail("pending_timeout_ms", "the pending timeout must be between 0 and 600000 ms")
+    if values["pending_max"] < 1:
+        fail("pending_max", "the pending queue must hold at least one exec")
+    if values["deleted_pod_grace_s"] < 0:
+        fail("deleted_pod_grace_s", "the grace period for deleted pods cannot be negative")

@@ -11,6 +11,7 @@ from collector.bpf.hierarchy import Hierarchy, HierarchyError, resolve_hierarchy
 from collector.bpf.libbpf import LibbpfError
 from collector.bpf.program import COMM_HOOKS, EXEC_HOOKS, ExecProgram, ProgramOptions
 from collector.bpf.requirements import load_error_fix, preflight
+from collector.cli.kubernetes import KubernetesMode, SetupError, kubernetes_mode
 from collector.cli.pipeline import Pipeline
 from collector.config import Config
 from collector.hub import Hub
@@ -71,12 +72,22 @@ class Collector:
         self.config = config
         self._stop = threading.Event()
         self._failure: BaseException | None = None
-        self.program, self.hierarchy = load_program(config)
+        # Kubernetes mode starts with an empty in-kernel filter (nothing recorded) until the
+        # kubepods roots are set, so host execs never reach user space.
+        k8s_mode = config.kubernetes.enabled
+        self.program, self.hierarchy = load_program(config, frozenset() if k8s_mode else None)
+        self.kubernetes: KubernetesMode | None = None
         try:
+            if k8s_mode:
+                self.kubernetes = kubernetes_mode(config, self.hierarchy, self.program.set_cgroup_filter)
             self.hub = Hub()
             self.jsonlog = JsonLogOutlet(stdout_fd, self.hub.stream_id, config.output.json_queue, self._fatal)
             self.hub.add_outlet(self.jsonlog)
-            self.pipeline = Pipeline(self.hub)
+            enricher = self.kubernetes.enricher if self.kubernetes is not None else None
+            self.pipeline = Pipeline(self.hub, enricher=enricher)
+        except SetupError as exc:
+            self.program.close()
+            raise FatalError(str(exc)) from exc
         except BaseException:
             self.program.close()
             raise
@@ -112,6 +123,8 @@ class Collector:
             plan.exec_hook,
             plan.comm_hook,
         )
+        if self.kubernetes is not None:
+            self.kubernetes.watcher.start()
         self._reader.start()
 
     def stop(self) -> None:
@@ -125,8 +138,23 @@ class Collector:
         self._stop.set()
         if self._reader.is_alive():
             self._reader.join(timeout)
+        if self.kubernetes is not None:
+            self.kubernetes.watcher.stop()
         self.hub.close(timeout)
         self.program.close()
+
+    def summary(self) -> str:
+        """What was counted in this run, as key=value pairs for the stop line."""
+        counters = self.pipeline.counters
+        values = {
+            "kernel_seen": counters.kernel_seen,
+            "kernel_lost": counters.kernel_lost,
+            "records": counters.records,
+            "malformed": counters.malformed,
+        }
+        if self.kubernetes is not None:
+            values.update(self.kubernetes.counters())
+        return " ".join(f"{key}={value}" for key, value in values.items())
 
     @property
     def failure(self) -> BaseException | None:
@@ -149,6 +177,7 @@ def run(config: Config) -> int:
         collector.shutdown()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        log.info("execlog stopped: %s", collector.summary())
     if collector.failure is not None:
         raise FatalError(f"stopped: {collector.failure}")
     return 0

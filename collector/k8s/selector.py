@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
-__all__ = ["EVERYTHING", "Requirement", "Selector", "SelectorError", "parse_selector"]
+__all__ = ["EVERYTHING", "Requirement", "Selector", "SelectorError", "is_label_key", "parse_selector"]
 
 _NAME = r"[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
 _KEY_RE: Final = re.compile(rf"(?:[a-z0-9](?:[-a-z0-9.]{{0,251}}[a-z0-9])?/)?{_NAME}")
@@ -83,8 +83,13 @@ def _tokens(text: str) -> list[tuple[str, int]]:
     return tokens
 
 
+def is_label_key(key: str) -> bool:
+    """True for a valid label or annotation key: ``[prefix/]name``, name at most 63 characters."""
+    return bool(_KEY_RE.fullmatch(key)) and len(key.rpartition("/")[2]) <= 63
+
+
 def _key(text: str, token: str, pos: int) -> str:
-    if not _KEY_RE.fullmatch(token) or len(token.rpartition("/")[2]) > 63:
+    if not is_label_key(token):
         raise SelectorError(f"label selector {text!r}: {token!r} at position {pos} is not a valid label key")
     return token
 
