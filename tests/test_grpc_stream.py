@@ -394,3 +394,21 @@ def test_publish_is_not_held_up_by_subscribers_that_do_not_read(serve: Serve) ->
     threading.Thread(target=publish, daemon=True).start()
     assert done.wait(60), "publish blocked"
     assert served.broker.replay.newest == 10_000
+
+
+def test_batched_responses_carry_the_same_records_in_fewer_messages(serve: Serve) -> None:
+    served = serve()
+    client = served.client()
+    single = client.subscribe()
+    batched = client.subscribe(pb.SubscribeRequest(max_batch=100))
+    for reader in (single, batched):
+        reader.wait_for(lambda r: True)
+    served.publish(tagged(1000))
+    served.publish([Gap(2, KERNEL_RING_FULL, time.time_ns())])
+    for reader in (single, batched):
+        reader.wait_for(lambda r: isinstance(r.entry, Item) and r.entry.seq == 1001)
+    assert [(r.stream_id, r.entry) for r in batched.received] == [
+        (r.stream_id, r.entry) for r in single.received
+    ]
+    assert single.responses == len(single.received)
+    assert 11 <= batched.responses < len(batched.received) / 10  # checkpoint + >= 10 batches of <= 100

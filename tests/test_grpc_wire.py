@@ -156,3 +156,18 @@ def test_reason_names_are_the_json_reasons() -> None:
 
 def test_checkpoint() -> None:
     assert decode(parse(Encoder(STREAM, "n").checkpoint(77))).entry == Checkpoint(STREAM, 77)
+
+
+def test_batches_stay_near_one_mebibyte_and_decode_in_order() -> None:
+    from collector.outlets.grpc.wire import batch_responses, decode_all
+
+    encoder = Encoder(STREAM, "n")
+    big = ["x" * 1000]
+    responses = [encoder.exec(seq, ExecRecord.of(event(big))) for seq in range(1, 3001)]
+    batches = list(batch_responses(responses))
+    item = len(responses[0]) + 3  # with its field key and length
+    assert sum(len(b) for b in batches) > 6 << 20
+    assert all(len(b) <= (1 << 20) + 8 for b in batches)  # the body's key and length on top
+    assert all(len(b) > (1 << 20) - item for b in batches[:-1])  # each one as full as it fits
+    decoded = [r for b in batches for r in decode_all(parse(b))]
+    assert [r.entry.seq for r in decoded if isinstance(r.entry, Item)] == list(range(1, 3001))

@@ -98,7 +98,9 @@ def test_tail_without_a_client_certificate_is_one_clear_line(pki: dict[str, Any]
     _, service = hub_served
     result = run_tail(service.address, "--tls-ca", str(pki["ca"]))
     assert result.returncode == 1
-    assert one_line(result.stderr).startswith(f"execlog tail: cannot connect to {service.address}: ")
+    line = one_line(result.stderr)
+    assert line.startswith(f"execlog tail: cannot connect to {service.address}: ")
+    assert line.endswith("wants a client certificate signed by its --grpc-client-ca)")
 
 
 def test_tail_to_nothing_and_bad_flags_are_one_clear_line() -> None:

@@ -25,7 +25,7 @@ from collector._proto.execlog.v1 import execlog_pb2 as pb
 from collector.cli.tailout import CompactPrinter, JsonPrinter, Printer
 from collector.hub import Item
 from collector.listen import parse_listen
-from collector.outlets.grpc.wire import Checkpoint, decode
+from collector.outlets.grpc.wire import Checkpoint, decode_all
 
 __all__ = ["TAIL_DESCRIPTION", "TAIL_EPILOG", "add_tail_flags", "tail"]
 
@@ -61,6 +61,7 @@ _FATAL = {
     grpc.StatusCode.UNAUTHENTICATED,
     grpc.StatusCode.PERMISSION_DENIED,
 }
+_BATCH = 512  # records per response: keeps up with storms that one message per record cannot
 _BACKOFF_FIRST = 0.25
 _BACKOFF_MAX = 8.0
 
@@ -254,12 +255,12 @@ def follow(args: argparse.Namespace, printer: Printer) -> None:
             stream_id=position.stream_id,
             resume_after=position.seq,
             client_name=args.name,
+            max_batch=_BATCH,
         )
         call = subscribe(request)
         announced = False
         try:
-            for response in call:
-                received = decode(response)
+            for received in (r for response in call for r in decode_all(response)):
                 entry = received.entry
                 if not announced:
                     announced, connected, delays = True, True, _backoff()
@@ -281,7 +282,13 @@ def follow(args: argparse.Namespace, printer: Printer) -> None:
             if code in _FATAL:
                 raise TailError(f"{target} refused: {_details(exc)}") from exc
             if not connected and not args.wait:
-                raise TailError(f"cannot connect to {target}: {_details(exc)}") from exc
+                hint = ""
+                if code == grpc.StatusCode.UNAVAILABLE and (args.tls_ca or args.tls_cert):
+                    hint = (
+                        " (with TLS: check --tls-ca and --tls-server-name, and whether the collector "
+                        "wants a client certificate signed by its --grpc-client-ca)"
+                    )
+                raise TailError(f"cannot connect to {target}: {_details(exc)}{hint}") from exc
             problem = (
                 f"connection to {target} lost: {_details(exc)}"
                 if connected

@@ -16,7 +16,7 @@ import grpc
 
 from collector._proto.execlog.v1 import execlog_pb2 as pb
 from collector.hub import Gap, Item
-from collector.outlets.grpc.wire import Checkpoint, Received, decode
+from collector.outlets.grpc.wire import Checkpoint, Received, decode_all
 from collector.policy import ExecRecord
 
 __all__ = ["Reader", "StreamClient", "tls_credentials"]
@@ -71,6 +71,7 @@ class Reader:
     def __init__(self, call: Any, start: bool = True, delay: float = 0.0) -> None:
         self.call = call
         self.received: list[Received] = []
+        self.responses = 0  # gRPC messages: fewer than `received` when batched
         self.error: grpc.RpcError | None = None
         self.ended = threading.Event()
         self.delay = delay  # seconds to sleep after each response: a slow reader
@@ -88,7 +89,8 @@ class Reader:
         try:
             for response in self.call:
                 with self._cond:
-                    self.received.append(decode(response))
+                    self.received.extend(decode_all(response))
+                    self.responses += 1
                     self._cond.notify_all()
                 if self.delay:
                     time.sleep(self.delay)

@@ -26,7 +26,7 @@ from collector._proto.execlog.v1 import execlog_pb2 as pb
 from collector.hub import RESUME_POINT_LOST, SUBSCRIBER_TOO_SLOW, Gap, GapQueue, Item, ReplayBuffer
 from collector.k8s import Workload
 from collector.outlets.grpc.filters import FilterError, FilterSet, compile_filters
-from collector.outlets.grpc.wire import Encoder
+from collector.outlets.grpc.wire import Encoder, batch_responses
 from collector.policy import ExecRecord, SuppressedRecord
 
 __all__ = ["Broker", "Entry", "SubscribeError", "Subscription"]
@@ -34,6 +34,8 @@ __all__ = ["Broker", "Entry", "SubscribeError", "Subscription"]
 log = logging.getLogger("execlog.grpc")
 
 _NAME_MAX = 64
+_BATCH_MAX = 4096  # a client may ask for fewer records per response, not more
+_REPLAY_CHUNK = 512  # replayed records handed on at a time
 
 
 @dataclass(slots=True)
@@ -66,6 +68,7 @@ class Subscription:
     live_after: int  # the replay ends here; the queue holds what comes after
     prelude: list[bytes]  # gaps to send before anything else
     broker: Broker
+    max_batch: int = 1  # records per response; above 1 every response is a Batch
     connected_ns: int = field(default_factory=time.time_ns)
     # Written by this subscription's thread only; read by anyone (an int read is atomic).
     sent: int = 0
@@ -85,10 +88,22 @@ class Subscription:
 
     def responses(self) -> Iterator[bytes]:
         """On this subscriber's worker thread: the serialized responses, until closed."""
+        if self.max_batch <= 1:
+            for chunk in self._chunks():
+                yield from chunk
+            return
+        for chunk in self._chunks():
+            for first in range(0, len(chunk), self.max_batch):
+                yield from batch_responses(chunk[first : first + self.max_batch])
+
+    def _chunks(self) -> Iterator[list[bytes]]:
+        """Responses in the groups they become ready in, so a client never waits for a batch
+        to fill."""
         encoder = self.broker.encoder
-        yield from self.prelude
+        if self.prelude:
+            yield self.prelude
         yield from self._replay()
-        yield encoder.checkpoint(self.live_after)
+        yield [encoder.checkpoint(self.live_after)]
         position = self.live_after
         interval = self.broker.checkpoint_interval
         while True:
@@ -99,24 +114,30 @@ class Subscription:
                 through = self.queue.idle_through()
                 if through is not None and through > position:
                     position = through
-                    yield encoder.checkpoint(position)
+                    yield [encoder.checkpoint(position)]
                 continue
+            chunk: list[bytes] = []
+            gaps = 0
             for entry in batch:
                 if isinstance(entry, Gap):
-                    yield encoder.gap(entry)
+                    chunk.append(encoder.gap(entry))
                     position = entry.last_seq or position
+                    gaps += 1
                 else:
-                    yield entry.data
+                    chunk.append(entry.data)
                     position = entry.seq
-                    self.sent += 1
+            self.sent += len(chunk) - gaps
+            yield chunk
         # Closed and drained: say how far this subscriber got, for its next resume.
         through = self.queue.idle_through()
         if through is not None and through > position:
-            yield encoder.checkpoint(through)
+            yield [encoder.checkpoint(through)]
 
-    def _replay(self) -> Iterator[bytes]:
+    def _replay(self) -> Iterator[list[bytes]]:
         replay, filters, encoder = self.broker.replay, self.filters, self.broker.encoder
         seq, end = self.replay_from, self.live_after
+        chunk: list[bytes] = []
+        records = 0  # in chunk, not counting gaps
         while seq <= end:
             entry = replay.get(seq)
             if entry is None:
@@ -124,13 +145,20 @@ class Subscription:
                 resume = min(max(replay.oldest, seq + 1), end + 1)
                 lost = resume - seq
                 self.replay_lost += lost
-                yield encoder.gap(Gap(lost, SUBSCRIBER_TOO_SLOW, time.time_ns(), seq, resume - 1))
+                chunk.append(encoder.gap(Gap(lost, SUBSCRIBER_TOO_SLOW, time.time_ns(), seq, resume - 1)))
                 seq = resume
                 continue
             if entry.gap or filters.everything or filters.passes(entry.workload, entry.binaries):
-                self.sent += 1
-                yield entry.data
+                chunk.append(entry.data)
+                records += 1
+                if len(chunk) >= _REPLAY_CHUNK:
+                    self.sent += records
+                    yield chunk
+                    chunk, records = [], 0
             seq += 1
+        self.sent += records
+        if chunk:
+            yield chunk
 
 
 class Broker:
@@ -238,6 +266,7 @@ class Broker:
                 live_after=newest,
                 prelude=prelude,
                 broker=self,
+                max_batch=min(request.max_batch, _BATCH_MAX),
             )
             self._next_id += 1
             self._subscribers = (*self._subscribers, subscription)

@@ -14,7 +14,7 @@ prints them with the same JsonFormatter as the collector's stdout. Fields the wi
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Final
 
@@ -31,7 +31,16 @@ from collector.hub import (
 from collector.k8s import Workload
 from collector.policy import ExecRecord, SuppressedRecord
 
-__all__ = ["REASONS", "Checkpoint", "Encoder", "Received", "decode", "reason_name"]
+__all__ = [
+    "REASONS",
+    "Checkpoint",
+    "Encoder",
+    "Received",
+    "batch_responses",
+    "decode",
+    "decode_all",
+    "reason_name",
+]
 
 _NS: Final = 1_000_000_000
 _CACHE_MAX: Final = 4096  # workloads whose encoded part is kept; far more than a node runs
@@ -67,6 +76,26 @@ def _wrap(field_key: bytes, body: bytes) -> bytes:
 # SubscribeResponse's oneof fields as wire keys: field number << 3 | 2 (length-delimited).
 _EXEC_KEY: Final = b"\x0a"
 _SUPPRESSED_KEY: Final = b"\x1a"
+
+
+_BATCH_KEY: Final = b"\x2a"  # SubscribeResponse.batch, field 5
+_ITEM_KEY: Final = b"\x0a"  # Batch.items, field 1
+_BATCH_BYTES: Final = 1 << 20  # well below gRPC's default 4 MiB limit on what a client receives
+
+
+def batch_responses(responses: list[bytes]) -> Iterator[bytes]:
+    """Serialized responses as SubscribeResponse{batch}s of about 1 MiB at most, by concatenation."""
+    body: list[bytes] = []
+    size = 0
+    for response in responses:
+        item = _wrap(_ITEM_KEY, response)
+        if body and size + len(item) > _BATCH_BYTES:
+            yield _wrap(_BATCH_KEY, b"".join(body))
+            body, size = [], 0
+        body.append(item)
+        size += len(item)
+    if body:
+        yield _wrap(_BATCH_KEY, b"".join(body))
 
 
 def _timestamp(time_ns: int) -> dict[str, int]:
@@ -278,7 +307,16 @@ def decode(response: pb.SubscribeResponse) -> Received:
             last_seq=g.last_seq if g.HasField("last_seq") else None,
         )
         return Received(g.stream_id, "", Item(g.seq, gap) if g.seq else gap)
+    if kind == "batch":
+        raise ValueError("a Batch holds several responses: use decode_all")
     if kind == "checkpoint":
         c = response.checkpoint
         return Received(c.stream_id, "", Checkpoint(c.stream_id, c.seq))
     raise ValueError(f"a response with no item ({kind!r}): the server is newer than this client")
+
+
+def decode_all(response: pb.SubscribeResponse) -> list[Received]:
+    """A response, or each response of a Batch, as the collector's own records."""
+    if response.WhichOneof("item") == "batch":
+        return [decode(item) for item in response.batch.items]
+    return [decode(response)]
