@@ -97,7 +97,15 @@ def test_storm_with_slow_and_stuck_subscribers_and_the_metrics_that_count_it(
         "--metrics-listen", "127.0.0.1:0",
     )  # fmt: skip
     url = "http://" + logged(c, r"metrics at http://(\S+)/metrics") + "/metrics"
-    fast = [StreamClient(target).subscribe(pb.SubscribeRequest(client_name=f"fast{i}")) for i in range(2)]
+    # Readers that keep up, as a SIEM would: in batches, one of them filtered to the storm.
+    fast = [
+        StreamClient(target).subscribe(pb.SubscribeRequest(client_name="fast0", max_batch=256)),
+        StreamClient(target).subscribe(
+            pb.SubscribeRequest(
+                client_name="fast1", max_batch=256, allow=[pb.Filter(binary_prefixes=["/bin/true"])]
+            )
+        ),
+    ]
     # Neither grows its flow-control window, so their queues, not their sockets, take the storm.
     slow = StreamClient(target, **{"grpc.http2.bdp_probe": 0}).subscribe(
         pb.SubscribeRequest(client_name="slow"), start=False
