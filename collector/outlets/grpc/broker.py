@@ -185,9 +185,8 @@ class Broker:
         self._next_id = 1
         self._closed = False
         self._left = threading.Condition(self._lock)
-        # Of subscribers that have gone: what they were sent and lost (for the outlet totals).
-        self.gone_sent = 0
-        self.gone_lost = 0
+        # What subscribers that have gone lost, for the outlet's total.
+        self._gone_lost = 0
 
     # -- the publisher's side -------------------------------------------------------------------
 
@@ -286,8 +285,7 @@ class Broker:
             if subscription not in self._subscribers:
                 return
             self._subscribers = tuple(s for s in self._subscribers if s is not subscription)
-            self.gone_sent += subscription.sent
-            self.gone_lost += subscription.lost
+            self._gone_lost += subscription.lost
             self._left.notify_all()
         log.info(
             "subscriber %d (%s) left: %d sent, %d lost",
@@ -304,7 +302,8 @@ class Broker:
     @property
     def lost(self) -> int:
         """Records lost by slow subscribers, those that left included."""
-        return self.gone_lost + sum(s.lost for s in self._subscribers)
+        with self._lock:
+            return self._gone_lost + sum(s.lost for s in self._subscribers)
 
     def close(self, timeout: float) -> bool:
         """Let every subscriber take what was published, then end its stream. True when all
