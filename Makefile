@@ -12,16 +12,16 @@ MULTIARCH := $(shell gcc -print-multiarch 2>/dev/null || echo "$$(uname -m)-linu
 BPF_OBJ := bpf/exec.bpf.o
 BPF_SRC := bpf/exec.bpf.c bpf/exec.h bpf/kernel_types.h
 
-.PHONY: help install deb venv bpf run test lint bench image clean
+.PHONY: help install deb venv bpf proto run test lint bench image clean
 
 help:
 	@echo "make run      install, then run the collector in standalone mode (logs every exec on this host)"
 	@echo "make test     install, then ruff, mypy and pytest"
-	@echo "make install  Debian packages, .venv, $(BPF_OBJ) (idempotent)"
+	@echo "make install  Debian packages, .venv, $(BPF_OBJ), the gRPC stubs in $(PROTO_DIR) (idempotent)"
 	@echo "make bench    benchmarks that print tables (not part of make test)"
 	@echo "make image    the collector's container image (Dockerfile; needs docker or podman)"
 
-install: deb venv bpf
+install: deb venv bpf proto
 
 # Installs only what is missing, so a set-up machine makes no apt call at all.
 deb:
@@ -46,6 +46,18 @@ bpf: $(BPF_OBJ)
 $(BPF_OBJ): $(BPF_SRC)
 	clang -O2 -g -Wall -Werror -target bpf -D__TARGET_ARCH_$(BPF_ARCH) \
 		-Ibpf -I/usr/include/$(MULTIARCH) -c bpf/exec.bpf.c -o $@
+
+# The gRPC stubs are generated, never committed: collector/_proto is git-ignored.
+PROTO_SRC := proto/execlog/v1/execlog.proto
+PROTO_DIR := collector/_proto
+PROTO_OUT := $(PROTO_DIR)/execlog/v1/execlog_pb2.py
+
+proto: $(PROTO_OUT)
+
+$(PROTO_OUT): $(PROTO_SRC) $(VENV)/.installed
+	@mkdir -p $(PROTO_DIR)/execlog/v1
+	$(BIN)/python -m grpc_tools.protoc -Iproto --python_out=$(PROTO_DIR) --pyi_out=$(PROTO_DIR) $(PROTO_SRC)
+	@for d in $(PROTO_DIR) $(PROTO_DIR)/execlog $(PROTO_DIR)/execlog/v1; do touch $$d/__init__.py; done
 
 run: install
 	$(BIN)/execlog run $(ARGS)

@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from bench import kernel_cost, pipeline
+from bench import grpc_fanout, kernel_cost, pipeline
 from bench.recorded import record_execs
 
 
@@ -15,6 +15,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds; medians are quoted")
     parser.add_argument("--execs", type=int, default=2000, help="execs per storm")
     parser.add_argument("--records", type=int, default=5000, help="recorded records replayed per round")
+    parser.add_argument("--fanout-records", type=int, default=50_000, help="records through the gRPC outlet")
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("bench: needs root (BPF and kernel.bpf_stats_enabled)", file=sys.stderr)
@@ -24,6 +25,9 @@ def main() -> int:
     print()
     records = record_execs(args.records)
     print(pipeline.table(pipeline.replay(records, args.rounds), len(records), args.rounds))
+    print()
+    fanout = [grpc_fanout.measure(args.fanout_records, 2, max_batch) for max_batch in (0, 512)]
+    print(grpc_fanout.table(fanout))
     return 0
 
 

@@ -24,6 +24,7 @@ import yaml
 from collector.k8s.kubelet import check_kubelet_url
 from collector.k8s.labels import DEFAULT_LABELS, LabelRule, parse_label_mapping
 from collector.k8s.selector import EVERYTHING, Selector, parse_selector
+from collector.listen import ListenAddress, parse_listen, parse_tcp_listen
 
 __all__ = [
     "OPTIONS",
@@ -31,7 +32,9 @@ __all__ = [
     "CaptureConfig",
     "Config",
     "ConfigError",
+    "GrpcConfig",
     "KubernetesConfig",
+    "MetricsConfig",
     "Option",
     "OutputConfig",
     "add_flags",
@@ -297,6 +300,71 @@ OPTIONS: tuple[Option, ...] = (
         "mode only execs below them reach user space",
         "PATHS",
     ),
+    # grpc: the Subscribe stream for SIEMs, and metrics (collector/outlets/grpc, collector/metrics)
+    Option(
+        "grpc_listen",
+        "grpc",
+        parse_listen,
+        None,
+        "serve the gRPC stream (execlog.v1.ExecLog) on host:port or unix:///path; off when unset. "
+        "Without TLS only a loopback address or a unix socket is accepted (see --grpc-insecure)",
+        "ADDR",
+    ),
+    Option("grpc_tls_cert", "grpc", Path, None, "TLS certificate chain (PEM) of the gRPC server", "PATH"),
+    Option("grpc_tls_key", "grpc", Path, None, "private key (PEM) of --grpc-tls-cert", "PATH"),
+    Option(
+        "grpc_client_ca",
+        "grpc",
+        Path,
+        None,
+        "CA certificates (PEM): clients must present a certificate signed by one of them (mTLS)",
+        "PATH",
+    ),
+    Option(
+        "grpc_insecure",
+        "grpc",
+        parse_bool,
+        False,
+        "serve gRPC without TLS on an address that is not loopback (anyone who can reach it reads "
+        "every command line of the node)",
+        is_flag=True,
+    ),
+    Option(
+        "grpc_health_listen",
+        "grpc",
+        parse_listen,
+        None,
+        "also serve the standard gRPC health service, and nothing else, here without TLS: the "
+        "kubelet's grpc probes cannot speak TLS, and health carries no exec data "
+        "(needs --grpc-listen)",
+        "HOST:PORT|unix:///PATH",
+    ),
+    Option(
+        "grpc_replay",
+        "grpc",
+        int,
+        100_000,
+        "records kept for subscribers that resume (stream id + seq) after a disconnect; 0 keeps none",
+        "N",
+    ),
+    Option(
+        "grpc_subscriber_queue",
+        "grpc",
+        int,
+        10_000,
+        "records held for each subscriber that reads slowly; beyond that it loses records, counted "
+        "and reported to it in a gap",
+        "N",
+    ),
+    Option("grpc_max_subscribers", "grpc", int, 64, "subscribers served at once", "N"),
+    Option(
+        "metrics_listen",
+        "metrics",
+        parse_tcp_listen,
+        None,
+        "serve Prometheus metrics at http://HOST:PORT/metrics; off when unset",
+        "HOST:PORT",
+    ),
 )
 
 
@@ -346,10 +414,30 @@ YAML_ONLY: Mapping[str, Callable[[Any], Any]] = MappingProxyType({"labels": pars
 
 
 @dataclass(frozen=True, slots=True)
+class GrpcConfig:
+    grpc_listen: ListenAddress | None
+    grpc_tls_cert: Path | None
+    grpc_tls_key: Path | None
+    grpc_client_ca: Path | None
+    grpc_insecure: bool
+    grpc_replay: int
+    grpc_subscriber_queue: int
+    grpc_max_subscribers: int
+    grpc_health_listen: ListenAddress | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    metrics_listen: ListenAddress | None
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     capture: CaptureConfig
     output: OutputConfig
     kubernetes: KubernetesConfig
+    grpc: GrpcConfig
+    metrics: MetricsConfig
     config_file: Path | None = None
     # Where each value came from (key -> "flag --x", "env EXECLOG_X", "file f.yaml", "default").
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
@@ -359,6 +447,8 @@ _SECTIONS: dict[str, type] = {
     "capture": CaptureConfig,
     "output": OutputConfig,
     "kubernetes": KubernetesConfig,
+    "grpc": GrpcConfig,
+    "metrics": MetricsConfig,
 }
 
 
@@ -491,3 +581,31 @@ def _validate(values: dict[str, Any], sources: Mapping[str, str]) -> None:
         fail("pending_max", "the pending queue must hold at least one exec")
     if values["deleted_pod_grace_s"] < 0:
         fail("deleted_pod_grace_s", "the grace period for deleted pods cannot be negative")
+    _validate_grpc(values, fail)
+
+
+def _validate_grpc(values: dict[str, Any], fail: Callable[[str, str], None]) -> None:
+    if values["grpc_replay"] < 0:
+        fail("grpc_replay", "the replay buffer cannot hold fewer than 0 records")
+    if values["grpc_subscriber_queue"] < 1:
+        fail("grpc_subscriber_queue", "a subscriber's queue must hold at least one record")
+    if values["grpc_max_subscribers"] < 1:
+        fail("grpc_max_subscribers", "at least one subscriber must be allowed")
+    cert, key, listen = values["grpc_tls_cert"], values["grpc_tls_key"], values["grpc_listen"]
+    if (cert is None) != (key is None):
+        fail(
+            "grpc_tls_cert" if cert is not None else "grpc_tls_key",
+            "TLS needs both --grpc-tls-cert and --grpc-tls-key",
+        )
+    if values["grpc_client_ca"] is not None and cert is None:
+        fail("grpc_client_ca", "client certificates (mTLS) need TLS: give --grpc-tls-cert and --grpc-tls-key")
+    for key_name in ("grpc_tls_cert", "grpc_client_ca", "grpc_health_listen"):
+        if values[key_name] is not None and listen is None:
+            fail(key_name, "it is set but --grpc-listen is not")
+    if listen is not None and not listen.local and cert is None and not values["grpc_insecure"]:
+        fail(
+            "grpc_listen",
+            f"{listen} is not a loopback address or a unix socket, and the stream carries every "
+            "command line of the node: give --grpc-tls-cert and --grpc-tls-key (and --grpc-client-ca "
+            "to require client certificates), or --grpc-insecure if the network is private",
+        )

@@ -140,14 +140,23 @@ def test_the_configmap_config_loads_with_the_daemonsets_environment() -> None:
 
 
 def test_every_execlog_variable_of_the_daemonset_is_a_setting() -> None:
-    known = {opt.env for opt in OPTIONS}
-    names = {e["name"] for e in daemonset_container()["env"] if e["name"].startswith("EXECLOG_")}
-    assert names - {"EXECLOG_GRPC_LISTEN"} <= known
+    variables = {env["name"] for env in daemonset_container()["env"] if env["name"].startswith("EXECLOG_")}
+    assert variables <= {opt.env for opt in OPTIONS}
+    assert {"EXECLOG_GRPC_LISTEN", "EXECLOG_GRPC_HEALTH_LISTEN", "EXECLOG_METRICS_LISTEN"} <= variables
 
 
-@pytest.mark.xfail(strict=True, reason="the gRPC outlet (issue 4) brings this setting; remove this mark then")
-def test_the_grpc_listen_variable_is_a_setting() -> None:
-    assert "EXECLOG_GRPC_LISTEN" in {opt.env for opt in OPTIONS}
+def test_the_stream_needs_mtls_and_the_probes_use_the_health_only_port() -> None:
+    container = daemonset_container()
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert container["livenessProbe"]["grpc"]["port"] == ports["grpc-health"]
+    assert container["readinessProbe"]["grpc"]["port"] == ports["grpc-health"]
+    config = yaml.safe_load((MANIFESTS / "execlog.yaml").read_text())
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "grpc-tls")["mountPath"]
+    assert {config["grpc_tls_cert"], config["grpc_tls_key"], config["grpc_client_ca"]} == {
+        f"{mount}/tls.crt",
+        f"{mount}/tls.key",
+        f"{mount}/ca.crt",
+    }
 
 
 def test_the_collector_is_not_privileged_and_adds_only_bpf_and_perfmon() -> None:
@@ -184,15 +193,15 @@ def test_node_name_and_ip_come_from_the_downward_api_and_every_node_is_covered()
     assert set(resources_["requests"]) == set(resources_["limits"]) == {"cpu", "memory"}
 
 
-def test_probes_use_grpc_health_on_the_service_port() -> None:
+def test_probes_use_grpc_health_and_the_service_exposes_the_stream() -> None:
     container = daemonset_container()
-    [port] = container["ports"]
-    assert (port["name"], port["containerPort"]) == ("grpc", 50051)
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"grpc": 50051, "grpc-health": 50052, "metrics": 9400}
     for probe in ("livenessProbe", "readinessProbe"):
-        assert container[probe]["grpc"] == {"port": 50051}
+        assert container[probe]["grpc"] == {"port": 50052}
     service = by_kind("Service")
     assert service["spec"]["clusterIP"] == "None"
-    assert service["spec"]["ports"][0]["targetPort"] == "grpc"
+    assert [p["targetPort"] for p in service["spec"]["ports"]] == ["grpc", "metrics"]
     labels = by_kind("DaemonSet")["spec"]["template"]["metadata"]["labels"]
     assert service["spec"]["selector"].items() <= labels.items()
 

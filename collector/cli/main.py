@@ -18,6 +18,7 @@ in, as JSON lines on stdout and as a filtered gRPC stream.
 commands:
   run     the collector: without --kubelet-url it logs every exec on this host
   check   can this node run the collector? checks the kernel, BTF, privileges and loads the program
+  tail    follow a collector's gRPC stream and print each exec (compact lines or JSON)
 """
 
 RUN_EPILOG = """\
@@ -49,11 +50,26 @@ def parser() -> argparse.ArgumentParser:
         "and detach the exec program. Exit status 0 when the node can run execlog, 1 when not.",
     )
     add_flags(check)
+    from collector.cli.tail import TAIL_DESCRIPTION, TAIL_EPILOG, add_tail_flags
+
+    tail = sub.add_parser(
+        "tail",
+        help="follow a collector's gRPC stream",
+        description=TAIL_DESCRIPTION,
+        epilog=TAIL_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_tail_flags(tail)
     return top
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.command == "tail":
+        # A client: none of the collector's settings apply.
+        from collector.cli.tail import tail
+
+        return tail(args)
     try:
         config = build_config(args)
     except ConfigError as exc:

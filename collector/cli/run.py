@@ -15,6 +15,9 @@ from collector.cli.kubernetes import KubernetesMode, SetupError, kubernetes_mode
 from collector.cli.pipeline import Pipeline
 from collector.config import Config
 from collector.hub import Hub
+from collector.metrics import Metrics, MetricsError, MetricsServer
+from collector.metrics.core import core_readings, kubernetes_readings, subscriber_readings
+from collector.outlets.grpc import Broker, GrpcService, ServeError, TlsFiles
 from collector.outlets.jsonlog import JsonLogOutlet
 
 __all__ = ["Collector", "FatalError", "program_options", "run"]
@@ -77,6 +80,8 @@ class Collector:
         k8s_mode = config.kubernetes.enabled
         self.program, self.hierarchy = load_program(config, frozenset() if k8s_mode else None)
         self.kubernetes: KubernetesMode | None = None
+        self.grpc: GrpcService | None = None
+        self.metrics_server: MetricsServer | None = None
         try:
             if k8s_mode:
                 self.kubernetes = kubernetes_mode(config, self.hierarchy, self.program.set_cgroup_filter)
@@ -85,13 +90,68 @@ class Collector:
             self.hub.add_outlet(self.jsonlog)
             enricher = self.kubernetes.enricher if self.kubernetes is not None else None
             self.pipeline = Pipeline(self.hub, enricher=enricher)
+            self.metrics = Metrics()
+            self._serve(config)
         except SetupError as exc:
+            self._close_servers()
             self.program.close()
             raise FatalError(str(exc)) from exc
         except BaseException:
+            self._close_servers()
             self.program.close()
             raise
         self._reader = threading.Thread(target=self._read_loop, name="ring-reader", daemon=True)
+
+    def _serve(self, config: Config) -> None:
+        """The gRPC stream and the metrics endpoint, when configured. Other rooms add their
+        metrics here: self.metrics.add(Reading(...))."""
+        losses = {"jsonlog": lambda: self.jsonlog.lost}
+        grpc_config = config.grpc
+        if grpc_config.grpc_listen is not None:
+            broker = Broker(
+                self.hub.stream_id,
+                config.output.node_name,
+                replay_capacity=grpc_config.grpc_replay,
+                queue_capacity=grpc_config.grpc_subscriber_queue,
+                max_subscribers=grpc_config.grpc_max_subscribers,
+            )
+            tls = None
+            if grpc_config.grpc_tls_cert is not None and grpc_config.grpc_tls_key is not None:
+                tls = TlsFiles(
+                    grpc_config.grpc_tls_cert, grpc_config.grpc_tls_key, grpc_config.grpc_client_ca
+                )
+            try:
+                self.grpc = GrpcService(
+                    broker,
+                    grpc_config.grpc_listen,
+                    tls,
+                    counters=self.metrics.flat,
+                    health_listen=grpc_config.grpc_health_listen,
+                )
+            except ServeError as exc:
+                raise FatalError(str(exc)) from exc
+            self.hub.add_outlet(self.grpc)
+            losses["grpc"] = lambda: broker.lost
+            self.metrics.add(*subscriber_readings(broker))
+        misses = None
+        if self.kubernetes is not None:
+            enricher_counters = self.kubernetes.enricher.counters
+            misses = lambda: enricher_counters.unresolved  # noqa: E731
+            self.metrics.add(*kubernetes_readings(self.kubernetes.counters))
+        self.metrics.add(
+            *core_readings(self.program, self.pipeline.counters, lambda: self.hub.last_seq, losses, misses)
+        )
+        if config.metrics.metrics_listen is not None:
+            try:
+                self.metrics_server = MetricsServer(config.metrics.metrics_listen, self.metrics)
+            except MetricsError as exc:
+                raise FatalError(str(exc)) from exc
+
+    def _close_servers(self, timeout: float = 1.0) -> None:
+        if self.grpc is not None:
+            self.grpc.close(timeout)
+        if self.metrics_server is not None:
+            self.metrics_server.close()
 
     def _fatal(self, exc: BaseException) -> None:
         if self._failure is None:
@@ -115,6 +175,8 @@ class Collector:
             self._fatal(exc)
 
     def start(self) -> None:
+        if self.grpc is not None:
+            self.grpc.start()
         plan = self.program.attach_plan
         log.info(
             "execlog running: stream %s, %s, exec hook %s, comm hook %s",
@@ -140,7 +202,10 @@ class Collector:
             self._reader.join(timeout)
         if self.kubernetes is not None:
             self.kubernetes.watcher.stop()
-        self.hub.close(timeout)
+        self.hub.close(timeout)  # the gRPC outlet too: subscribers get what was published
+        if self.metrics_server is not None:
+            self.metrics_server.close()
+            self.metrics_server = None
         self.program.close()
 
     def summary(self) -> str:

@@ -11,6 +11,8 @@ __all__ = [
     "KERNEL_RING_FULL",
     "MALFORMED_RECORD",
     "OUTLET_QUEUE_FULL",
+    "RESUME_POINT_LOST",
+    "SUBSCRIBER_TOO_SLOW",
     "Gap",
     "Item",
     "Record",
@@ -20,6 +22,10 @@ __all__ = [
 KERNEL_RING_FULL: Final = "kernel_ring_full"
 MALFORMED_RECORD: Final = "malformed_record"
 OUTLET_QUEUE_FULL: Final = "outlet_queue_full"
+# The gRPC stream's own: one subscriber read too slowly (its queue overflowed), or a resume point
+# (stream id and seq) that the replay buffer no longer holds.
+SUBSCRIBER_TOO_SLOW: Final = "subscriber_too_slow"
+RESUME_POINT_LOST: Final = "resume_point_lost"
 
 
 @dataclass(slots=True)

@@ -18,8 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 import yaml
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.integration.test_cli import EXECLOG, RunningCollector, start
 from tests.support.containers import (
@@ -33,6 +35,7 @@ from tests.support.containers import (
 )
 from tests.support.kubelet import FakeKubelet, make_pod
 from tests.support.require import REPO, require_bpf, require_runc
+from tests.support.tls import CertificateAuthority
 
 NODE = "test-node"
 CODER_LABELS = {
@@ -394,8 +397,23 @@ def test_the_daemonsets_capabilities_config_and_read_only_mounts_suffice(
         *("--cgroup-root", str(host_cgroup), "--kubepods-roots", cluster.top),
         *("--kubelet-token-file", str(kubelet.token_file), "--kubelet-ca-file", str(kubelet.ca_file)),
     ]
+    # The DaemonSet's own settings, with its listen addresses moved to loopback (tests listen
+    # nowhere else) and the mTLS files of the Secret issued by a test CA.
+    pod_env = {
+        e["name"]: e["value"] for e in daemonset_container()["env"] if e["name"].startswith("EXECLOG_")
+    }
+    for name in ("EXECLOG_GRPC_LISTEN", "EXECLOG_GRPC_HEALTH_LISTEN", "EXECLOG_METRICS_LISTEN"):
+        assert pod_env[name].startswith("0.0.0.0:"), name
+        pod_env[name] = "127.0.0.1:0"
+    ca = CertificateAuthority.create(tmp_path / "pki", "siem-ca")
+    server = ca.issue_server_cert(tmp_path / "pki", "execlog")
+    tls = {
+        "EXECLOG_GRPC_TLS_CERT": str(server.cert_file),
+        "EXECLOG_GRPC_TLS_KEY": str(server.key_file),
+        "EXECLOG_GRPC_CLIENT_CA": str(ca.cert_file),
+    }
     out, err = tmp_path / "stdout.jsonl", tmp_path / "stderr.log"
-    env = {**os.environ, "EXECLOG_KUBELET_URL": kubelet.url, "NODE_NAME": NODE}
+    env = {**os.environ, **pod_env, **tls, "EXECLOG_KUBELET_URL": kubelet.url, "NODE_NAME": NODE}
     with out.open("wb") as stdout, err.open("wb") as stderr:
         proc = subprocess.Popen(command, stdout=stdout, stderr=stderr, cwd=REPO, env=env)
     try:
@@ -408,6 +426,13 @@ def test_the_daemonsets_capabilities_config_and_read_only_mounts_suffice(
         while b"in-the-pod" not in out.read_bytes():
             assert time.monotonic() < deadline, err.read_text()
             time.sleep(0.05)
+        # What the kubelet's grpc probe does: a plaintext health check on the health-only port.
+        health_port = re.search(r"gRPC health \(only\) on 127\.0\.0\.1:(\d+)", err.read_text())
+        assert health_port, err.read_text()
+        with grpc.insecure_channel(f"127.0.0.1:{health_port.group(1)}") as channel:
+            check = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+        assert check.status == health_pb2.HealthCheckResponse.SERVING
+        assert "(mTLS)" in err.read_text()
     finally:
         proc.terminate()
         assert proc.wait(20) == 0, err.read_text()

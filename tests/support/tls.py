@@ -9,6 +9,8 @@ The certificates satisfy OpenSSL's strict X.509 checks (`ssl.VERIFY_X509_STRICT`
 from Python 3.13): the CA has a critical basicConstraints and keyCertSign, the server certificate
 carries subjectAltName, extendedKeyUsage serverAuth and an authorityKeyIdentifier.
 
+`issue_client_cert` makes the client's side of mTLS (extendedKeyUsage clientAuth).
+
     ca = CertificateAuthority.create(tmp_path / "ca", "test-ca")
     cert = ca.issue_server_cert(tmp_path / "srv", "kubelet")       # 127.0.0.1 and localhost
     ctx = ssl.create_default_context(cafile=ca.cert_file)          # a client that trusts ca
@@ -61,6 +63,13 @@ extendedKeyUsage = serverAuth
 subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid:always
 subjectAltName = @alt
+
+[v3_client]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = clientAuth
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid:always
 
 [alt]
 """
@@ -126,6 +135,29 @@ class CertificateAuthority:
             config.unlink()
             csr.unlink(missing_ok=True)
         return ServerCert(cert_file=cert_file, key_file=key_file, ca_file=self.cert_file, hosts=tuple(hosts))
+
+    def issue_client_cert(self, directory: Path, name: str) -> ServerCert:
+        """A client certificate (extendedKeyUsage clientAuth, CN=name) for mTLS, signed by this CA.
+
+        Returned as a ServerCert for its fields: the chain, the key, and this CA's certificate."""
+        directory.mkdir(parents=True, exist_ok=True)
+        config = _write_config(directory, name, ())
+        cert_file, key_file = directory / f"{name}.crt", directory / f"{name}.key"
+        csr = directory / f"{name}.csr"
+        try:
+            _openssl(
+                "req", "-new", *_EC_KEY, "-nodes", "-subj", f"/CN={name}", "-config", str(config),
+                "-keyout", str(key_file), "-out", str(csr),
+            )  # fmt: skip
+            _openssl(
+                "x509", "-req", "-in", str(csr), "-sha256", "-days", str(_DAYS), "-set_serial", _serial(),
+                "-CA", str(self.cert_file), "-CAkey", str(self.key_file),
+                "-extfile", str(config), "-extensions", "v3_client", "-out", str(cert_file),
+            )  # fmt: skip
+        finally:
+            config.unlink()
+            csr.unlink(missing_ok=True)
+        return ServerCert(cert_file=cert_file, key_file=key_file, ca_file=self.cert_file, hosts=())
 
 
 def self_signed_server_cert(directory: Path, name: str, hosts: Sequence[str] = DEFAULT_HOSTS) -> ServerCert:

@@ -1,0 +1,329 @@
+"""`execlog tail`: follow a collector's gRPC stream and print each exec as it happens.
+
+It remembers where it is (stream id and seq, from every record and checkpoint) and, when the
+connection drops, reconnects with backoff and jitter and resumes from there: what the collector
+still holds is replayed, and what it no longer holds is reported as a gap. A collector that
+restarted is a new stream; that too is a gap, then the new stream from its oldest held record.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+import grpc
+
+from collector._proto.execlog.v1 import execlog_pb2 as pb
+from collector.cli.tailout import CompactPrinter, JsonPrinter, Printer
+from collector.hub import Item
+from collector.listen import parse_listen
+from collector.outlets.grpc.wire import Checkpoint, decode_all
+
+__all__ = ["TAIL_DESCRIPTION", "TAIL_EPILOG", "add_tail_flags", "tail"]
+
+TAIL_DESCRIPTION = """\
+Follow a collector's gRPC stream (execlog run --grpc-listen ADDR) and print each exec: one
+compact line (time, namespace/pod/container or the node, user or uid, pid, command line), or
+with --output json the same JSON record as the collector's stdout.
+
+Filters run on the collector. The --namespace, --selector, --label and --binary-prefix flags
+form one filter: an exec must match all of them. Each --deny-... flag is a filter of its own:
+an exec that matches any of them is left out. Execs of no pod (a collector in standalone mode)
+match no namespace, selector or label.
+"""
+
+TAIL_EPILOG = """\
+Gaps (records lost, with how many, their seqs and why) go to stderr in compact mode and are
+"gap" records in JSON mode. On a dropped connection tail reconnects on its own and resumes where
+it was; it stops on SIGINT or SIGTERM.
+
+examples:
+  execlog tail unix:///run/execlog/grpc.sock
+  execlog tail 127.0.0.1:7000 --namespace coder --label username=jessie
+  execlog tail node-1:7443 --tls-ca ca.crt --tls-cert me.crt --tls-key me.key -o json
+
+Exit status: 0 when stopped by a signal, 1 when it cannot connect (TLS failure included) or the
+collector refuses the request, 2 for bad flags.
+"""
+
+_FATAL = {
+    grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.OUT_OF_RANGE,
+    grpc.StatusCode.UNIMPLEMENTED,
+    grpc.StatusCode.UNAUTHENTICATED,
+    grpc.StatusCode.PERMISSION_DENIED,
+}
+_BATCH = 512  # records per response: keeps up with storms that one message per record cannot
+_BACKOFF_FIRST = 0.25
+_BACKOFF_MAX = 8.0
+
+
+def add_tail_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "address",
+        nargs="?",
+        default=os.environ.get("EXECLOG_CONNECT"),
+        metavar="ADDRESS",
+        help="the collector's --grpc-listen: host:port or unix:///path (default: $EXECLOG_CONNECT)",
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        choices=("compact", "json"),
+        default="compact",
+        help="line format (default: compact)",
+    )
+    allow = parser.add_argument_group("filters (all of these must match)")
+    allow.add_argument(
+        "--namespace",
+        action="append",
+        default=[],
+        metavar="NS",
+        help="the pod's namespace is NS (repeat: any of them)",
+    )
+    allow.add_argument(
+        "--selector", metavar="SELECTOR", help="the pod's labels match this label selector (app=web,tier!=db)"
+    )
+    allow.add_argument(
+        "--label",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an output label, e.g. username=jessie (repeat: all of them)",
+    )
+    allow.add_argument(
+        "--binary-prefix",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="the executed file starts with PATH (repeat: any of them)",
+    )
+    deny = parser.add_argument_group("exclusions (each one leaves out what it matches)")
+    deny.add_argument("--deny-namespace", action="append", default=[], metavar="NS")
+    deny.add_argument("--deny-selector", action="append", default=[], metavar="SELECTOR")
+    deny.add_argument("--deny-label", action="append", default=[], metavar="KEY=VALUE")
+    deny.add_argument("--deny-binary-prefix", action="append", default=[], metavar="PATH")
+    start = parser.add_argument_group("where to start")
+    where = start.add_mutually_exclusive_group()
+    where.add_argument(
+        "--replay", action="store_true", help="start with every record the collector still holds"
+    )
+    where.add_argument("--resume", metavar="STREAM_ID:SEQ", help="start after this seq of this stream")
+    tls = parser.add_argument_group("TLS")
+    tls.add_argument(
+        "--tls-ca",
+        type=Path,
+        metavar="PATH",
+        help="CA certificate(s) to verify the collector with; turns TLS on",
+    )
+    tls.add_argument(
+        "--tls-cert", type=Path, metavar="PATH", help="client certificate for mTLS; turns TLS on"
+    )
+    tls.add_argument("--tls-key", type=Path, metavar="PATH", help="the client certificate's private key")
+    tls.add_argument(
+        "--tls-server-name",
+        metavar="NAME",
+        help="the name to expect in the collector's certificate (default: the host in ADDRESS)",
+    )
+    parser.add_argument(
+        "--name",
+        default="execlog-tail",
+        help="this subscriber's name in the collector's metrics (default: execlog-tail)",
+    )
+    parser.add_argument(
+        "--wait", action="store_true", help="keep trying when the first connection fails, instead of exiting"
+    )
+
+
+class TailError(Exception):
+    """Stop with this one line and exit status 1."""
+
+
+@dataclass(slots=True)
+class Position:
+    stream_id: str = ""
+    seq: int = 0
+
+
+def _label(text: str, flag: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise TailError(f"{flag} {text!r}: expected KEY=VALUE")
+    return key, value
+
+
+def filters(args: argparse.Namespace) -> tuple[list[pb.Filter], list[pb.Filter]]:
+    allow = pb.Filter(
+        namespaces=args.namespace,
+        pod_selector=args.selector or "",
+        labels=dict(_label(t, "--label") for t in args.label),
+        binary_prefixes=args.binary_prefix,
+    )
+    deny = [pb.Filter(namespaces=[ns]) for ns in args.deny_namespace]
+    deny += [pb.Filter(pod_selector=sel) for sel in args.deny_selector]
+    deny += [pb.Filter(labels=dict([_label(t, "--deny-label")])) for t in args.deny_label]
+    deny += [pb.Filter(binary_prefixes=[p]) for p in args.deny_binary_prefix]
+    return ([allow] if allow.ByteSize() else []), deny
+
+
+def _read(path: Path | None, what: str) -> bytes | None:
+    if path is None:
+        return None
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise TailError(f"cannot read the {what} {path}: {exc.strerror}") from exc
+
+
+def channel(args: argparse.Namespace) -> tuple[grpc.Channel, str]:
+    if not args.address:
+        raise TailError("give the collector's address: execlog tail host:port or unix:///path")
+    try:
+        target = parse_listen(args.address).target()
+    except ValueError as exc:
+        raise TailError(str(exc)) from exc
+    options: list[tuple[str, str | int]] = [("grpc.keepalive_time_ms", 30_000)]
+    if args.tls_key is not None and args.tls_cert is None:
+        raise TailError("--tls-key needs --tls-cert")
+    if args.tls_ca is None and args.tls_cert is None:
+        return grpc.insecure_channel(target, options=options), target
+    if args.tls_server_name:
+        options.append(("grpc.ssl_target_name_override", args.tls_server_name))
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=_read(args.tls_ca, "CA certificate"),
+        private_key=_read(args.tls_key, "TLS key") if args.tls_cert else None,
+        certificate_chain=_read(args.tls_cert, "TLS certificate"),
+    )
+    return grpc.secure_channel(target, credentials, options=options), target
+
+
+def _backoff() -> Iterator[float]:
+    """Exponential with full jitter, so many tails do not reconnect in step."""
+    ceiling = _BACKOFF_FIRST
+    while True:
+        yield random.uniform(ceiling / 2, ceiling)
+        ceiling = min(ceiling * 2, _BACKOFF_MAX)
+
+
+def _start(args: argparse.Namespace, status: grpc.UnaryUnaryMultiCallable) -> Position:  # type: ignore[type-arg]
+    if args.resume:
+        stream_id, sep, seq = args.resume.rpartition(":")
+        if not sep or not stream_id or not seq.isdigit():
+            raise TailError(f"--resume {args.resume!r}: expected STREAM_ID:SEQ")
+        return Position(stream_id, int(seq))
+    if args.replay:
+        response: pb.StatusResponse = status(pb.StatusRequest(), timeout=10)
+        return Position(response.stream_id, 0)
+    return Position()
+
+
+def _stop(signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def follow(args: argparse.Namespace, printer: Printer) -> None:
+    allow, deny = filters(args)
+    chan, target = channel(args)
+    subscribe = chan.unary_stream(
+        "/execlog.v1.ExecLog/Subscribe",
+        request_serializer=pb.SubscribeRequest.SerializeToString,
+        response_deserializer=pb.SubscribeResponse.FromString,
+    )
+    status = chan.unary_unary(
+        "/execlog.v1.ExecLog/Status",
+        request_serializer=pb.StatusRequest.SerializeToString,
+        response_deserializer=pb.StatusResponse.FromString,
+    )
+    connected = False
+    delays = _backoff()
+    try:
+        position = _start(args, status)
+    except grpc.RpcError as exc:
+        raise TailError(f"cannot connect to {target}: {_details(exc)}") from exc
+    while True:
+        request = pb.SubscribeRequest(
+            allow=allow,
+            deny=deny,
+            stream_id=position.stream_id,
+            resume_after=position.seq,
+            client_name=args.name,
+            max_batch=_BATCH,
+        )
+        call = subscribe(request)
+        announced = False
+        try:
+            for received in (r for response in call for r in decode_all(response)):
+                entry = received.entry
+                if not announced:
+                    announced, connected, delays = True, True, _backoff()
+                    after = f"after seq {position.seq}" if position.stream_id else "live"
+                    printer.notice(
+                        f"following {target} ({after} of stream {position.stream_id or received.stream_id})"
+                    )
+                if isinstance(entry, Checkpoint):
+                    position = Position(entry.stream_id, entry.seq)
+                    continue
+                printer.record(received.stream_id, received.node, entry)
+                if isinstance(entry, Item):
+                    position = Position(received.stream_id, entry.seq)
+                elif entry.last_seq is not None:
+                    position = Position(received.stream_id, entry.last_seq)
+            problem = "the collector ended the stream (it is stopping)"
+        except grpc.RpcError as exc:
+            code = exc.code()
+            if code in _FATAL:
+                raise TailError(f"{target} refused: {_details(exc)}") from exc
+            if not connected and not args.wait:
+                hint = ""
+                if code == grpc.StatusCode.UNAVAILABLE and (args.tls_ca or args.tls_cert):
+                    hint = (
+                        " (with TLS: check --tls-ca and --tls-server-name, and whether the collector "
+                        "wants a client certificate signed by its --grpc-client-ca)"
+                    )
+                raise TailError(f"cannot connect to {target}: {_details(exc)}{hint}") from exc
+            problem = (
+                f"connection to {target} lost: {_details(exc)}"
+                if connected
+                else f"cannot connect: {_details(exc)}"
+            )
+        finally:
+            call.cancel()
+        delay = next(delays)
+        printer.notice(f"{problem}; reconnecting in {delay:.1f}s")
+        time.sleep(delay)
+
+
+def _details(exc: grpc.RpcError) -> str:
+    text = str(exc.details() or exc.code())
+    return " ".join(text.split())
+
+
+def tail(args: argparse.Namespace) -> int:
+    printer: Printer
+    if args.output == "json":
+        printer = JsonPrinter(sys.stdout.buffer, sys.stderr)
+    else:
+        printer = CompactPrinter(sys.stdout, sys.stderr)
+    previous = signal.signal(signal.SIGTERM, _stop)
+    try:
+        follow(args, printer)
+    except TailError as exc:
+        print(f"execlog tail: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    except BrokenPipeError:
+        # stdout was closed (| head): nothing left to do, and nothing to say.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return 0

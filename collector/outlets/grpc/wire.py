@@ -1,0 +1,322 @@
+"""execlog's records on the wire (execlog.v1 protobuf), both ways.
+
+`Encoder` runs on the hub's publishing thread, once per record: every subscriber sends the same
+bytes. To keep that cheap, what does not change from event to event is serialized once and
+appended as bytes: the stream id and node, and each workload's labels and Kubernetes block
+(a workload is one object per container, shared by its events). Protobuf parses concatenated
+encodings of one message as that message with all their fields, so the result is an ordinary
+ExecEvent; tests check it against one built field by field.
+
+`decode` turns a response back into the collector's own records, so `execlog tail --output json`
+prints them with the same JsonFormatter as the collector's stdout. Fields the wire does not carry
+(the event's boot-time stamp, cgroup ancestors, decoder flags) come back as zero.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Final
+
+from collector._proto.execlog.v1 import execlog_pb2 as pb
+from collector.event import ExecEvent
+from collector.hub import (
+    KERNEL_RING_FULL,
+    MALFORMED_RECORD,
+    RESUME_POINT_LOST,
+    SUBSCRIBER_TOO_SLOW,
+    Gap,
+    Item,
+)
+from collector.k8s import Workload
+from collector.policy import ExecRecord, SuppressedRecord
+
+__all__ = [
+    "REASONS",
+    "Checkpoint",
+    "Encoder",
+    "Received",
+    "batch_responses",
+    "decode",
+    "decode_all",
+    "reason_name",
+]
+
+_NS: Final = 1_000_000_000
+_CACHE_MAX: Final = 4096  # workloads whose encoded part is kept; far more than a node runs
+
+# The enum value of each JSON reason string; the names match (REASON_KERNEL_RING_FULL).
+REASONS: Final[Mapping[str, int]] = {
+    KERNEL_RING_FULL: pb.Gap.REASON_KERNEL_RING_FULL,
+    SUBSCRIBER_TOO_SLOW: pb.Gap.REASON_SUBSCRIBER_TOO_SLOW,
+    RESUME_POINT_LOST: pb.Gap.REASON_RESUME_POINT_LOST,
+    MALFORMED_RECORD: pb.Gap.REASON_MALFORMED_RECORD,
+}
+
+
+def reason_name(value: int) -> str:
+    """The JSON name of a Gap.Reason: REASON_KERNEL_RING_FULL -> kernel_ring_full."""
+    return pb.Gap.Reason.Name(value).removeprefix("REASON_").lower()
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _wrap(field_key: bytes, body: bytes) -> bytes:
+    """A length-delimited field: its key byte, the body's length, the body."""
+    return field_key + _varint(len(body)) + body
+
+
+# SubscribeResponse's oneof fields as wire keys: field number << 3 | 2 (length-delimited).
+_EXEC_KEY: Final = b"\x0a"
+_SUPPRESSED_KEY: Final = b"\x1a"
+
+
+_BATCH_KEY: Final = b"\x2a"  # SubscribeResponse.batch, field 5
+_ITEM_KEY: Final = b"\x0a"  # Batch.items, field 1
+_BATCH_BYTES: Final = 1 << 20  # well below gRPC's default 4 MiB limit on what a client receives
+
+
+def batch_responses(responses: list[bytes]) -> Iterator[bytes]:
+    """Serialized responses as SubscribeResponse{batch}s of about 1 MiB at most, by concatenation."""
+    body: list[bytes] = []
+    size = 0
+    for response in responses:
+        item = _wrap(_ITEM_KEY, response)
+        if body and size + len(item) > _BATCH_BYTES:
+            yield _wrap(_BATCH_KEY, b"".join(body))
+            body, size = [], 0
+        body.append(item)
+        size += len(item)
+    if body:
+        yield _wrap(_BATCH_KEY, b"".join(body))
+
+
+def _timestamp(time_ns: int) -> dict[str, int]:
+    seconds, nanos = divmod(time_ns, _NS)
+    return {"seconds": seconds, "nanos": nanos}
+
+
+def kubernetes(workload: Workload) -> pb.Kubernetes:
+    return pb.Kubernetes(
+        node=workload.node,
+        namespace=workload.namespace,
+        pod=workload.pod,
+        pod_uid=workload.pod_uid,
+        container=workload.container,
+        container_id=workload.container_id,
+        nested_container_id=workload.nested_container_id or "",
+        unresolved=not workload.resolved,
+        pod_labels=dict(workload.pod_labels),
+    )
+
+
+class Encoder:
+    """Serializes records as SubscribeResponse messages. Used by one thread at a time."""
+
+    def __init__(self, stream_id: str, node: str) -> None:
+        self.stream_id = stream_id
+        self.node = node
+        self._constant = pb.ExecEvent(stream_id=stream_id, node=node).SerializeToString()
+        # id(workload) -> (workload, its encoded labels and Kubernetes block). The workload is
+        # kept alive by the entry, so its id cannot be reused while cached.
+        self._workloads: dict[int, tuple[Workload, bytes]] = {}
+
+    def _workload_part(self, workload: Workload | None) -> bytes:
+        if workload is None:
+            return b""
+        cached = self._workloads.get(id(workload))
+        if cached is not None and cached[0] is workload:
+            return cached[1]
+        if len(self._workloads) >= _CACHE_MAX:
+            self._workloads.clear()
+        part = pb.ExecEvent(labels=dict(workload.labels), kubernetes=kubernetes(workload)).SerializeToString()
+        self._workloads[id(workload)] = (workload, part)
+        return part
+
+    def item(self, item: Item) -> bytes:
+        record = item.record
+        if isinstance(record, ExecRecord):
+            return self.exec(item.seq, record)
+        if isinstance(record, SuppressedRecord):
+            return self.suppressed(item.seq, record)
+        return self.gap(record, item.seq)
+
+    def exec(self, seq: int, record: ExecRecord) -> bytes:
+        ev, argv = record.event, record.argv
+        body = pb.ExecEvent(
+            seq=seq,
+            time=_timestamp(ev.time_ns),
+            process=pb.Process(
+                filename=ev.filename,
+                argv=argv,
+                truncated=ev.truncated,
+                pid=ev.pid,
+                ppid=ev.ppid,
+                uid=ev.uid,
+                gid=ev.gid,
+                euid=ev.euid,
+                egid=ev.egid,
+                comm=ev.comm,
+                cmdline=" ".join(argv),
+                argc=ev.argc,
+                argv_bytes=ev.argv_size,
+                cgroup_id=ev.cgroup_id,
+                cgroup=ev.cgroup_name,
+                parent_cgroup=ev.parent_cgroup_name,
+                pid_ns=ev.pid_ns,
+                mnt_ns=ev.mnt_ns,
+                non_utf8=ev.non_utf8,
+            ),
+            redacted=record.redactions,
+        ).SerializeToString()
+        return _wrap(_EXEC_KEY, body + self._constant + self._workload_part(record.workload))
+
+    def suppressed(self, seq: int, record: SuppressedRecord) -> bytes:
+        workload = record.workload
+        message = pb.ExecSuppressed(
+            seq=seq,
+            stream_id=self.stream_id,
+            time=_timestamp(record.interval_end_ns),
+            node=self.node,
+            labels=dict(workload.labels) if workload is not None else {},
+            kubernetes=kubernetes(workload) if workload is not None else None,
+            suppressed=record.suppressed,
+            interval_start=_timestamp(record.interval_start_ns),
+            interval_end=_timestamp(record.interval_end_ns),
+            top_binaries=[pb.BinaryCount(filename=name, count=count) for name, count in record.top_binaries],
+            cgroup_id=record.cgroup_id,
+            cgroup=record.cgroup_name,
+        )
+        return _wrap(_SUPPRESSED_KEY, message.SerializeToString())
+
+    def gap(self, gap: Gap, seq: int = 0, stream_id: str | None = None) -> bytes:
+        message = pb.Gap(
+            seq=seq,
+            stream_id=self.stream_id if stream_id is None else stream_id,
+            time=_timestamp(gap.time_ns),
+            lost=gap.lost,
+            reason=REASONS.get(gap.reason, pb.Gap.REASON_UNSPECIFIED),  # type: ignore[arg-type]
+        )
+        if gap.first_seq is not None:
+            message.first_seq = gap.first_seq
+        if gap.last_seq is not None:
+            message.last_seq = gap.last_seq
+        return pb.SubscribeResponse(gap=message).SerializeToString()
+
+    def checkpoint(self, seq: int) -> bytes:
+        return pb.SubscribeResponse(
+            checkpoint=pb.Checkpoint(stream_id=self.stream_id, seq=seq)
+        ).SerializeToString()
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    stream_id: str
+    seq: int
+
+
+def _ns(ts: object) -> int:
+    seconds: int = getattr(ts, "seconds", 0)
+    nanos: int = getattr(ts, "nanos", 0)
+    return seconds * _NS + nanos
+
+
+def _workload(message: pb.ExecEvent | pb.ExecSuppressed) -> Workload | None:
+    if not message.HasField("kubernetes"):
+        return None
+    k = message.kubernetes
+    return Workload(
+        node=k.node,
+        namespace=k.namespace,
+        pod=k.pod,
+        pod_uid=k.pod_uid,
+        container=k.container,
+        container_id=k.container_id,
+        nested_container_id=k.nested_container_id or None,
+        labels=dict(message.labels),
+        pod_labels=dict(k.pod_labels),
+        resolved=not k.unresolved,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    stream_id: str  # the stream the entry's seqs belong to
+    node: str  # the collector's node; "" for gaps and checkpoints
+    entry: Item | Gap | Checkpoint
+
+
+def decode(response: pb.SubscribeResponse) -> Received:
+    """A response as the collector's own record."""
+    kind = response.WhichOneof("item")
+    if kind == "exec":
+        m = response.exec
+        p = m.process
+        event = ExecEvent(
+            time_ns=_ns(m.time),
+            boot_ns=0,
+            pid=p.pid,
+            ppid=p.ppid,
+            uid=p.uid,
+            gid=p.gid,
+            euid=p.euid,
+            egid=p.egid,
+            pid_ns=p.pid_ns,
+            mnt_ns=p.mnt_ns,
+            cgroup_id=p.cgroup_id,
+            cgroup_ancestors=(),
+            cgroup_name=p.cgroup,
+            parent_cgroup_name=p.parent_cgroup,
+            comm=p.comm,
+            filename=p.filename,
+            argv=list(p.argv),
+            argc=p.argc,
+            argv_size=p.argv_bytes,
+            truncated=p.truncated,
+            non_utf8=p.non_utf8,
+            flags=0,
+        )
+        record = ExecRecord(event, _workload(m), event.argv, tuple(m.redacted))
+        return Received(m.stream_id, m.node, Item(m.seq, record))
+    if kind == "suppressed":
+        s = response.suppressed
+        summary = SuppressedRecord(
+            workload=_workload(s),
+            cgroup_id=s.cgroup_id,
+            cgroup_name=s.cgroup,
+            suppressed=s.suppressed,
+            interval_start_ns=_ns(s.interval_start),
+            interval_end_ns=_ns(s.interval_end),
+            top_binaries=tuple((b.filename, b.count) for b in s.top_binaries),
+        )
+        return Received(s.stream_id, s.node, Item(s.seq, summary))
+    if kind == "gap":
+        g = response.gap
+        gap = Gap(
+            lost=g.lost,
+            reason=reason_name(g.reason),
+            time_ns=_ns(g.time),
+            first_seq=g.first_seq if g.HasField("first_seq") else None,
+            last_seq=g.last_seq if g.HasField("last_seq") else None,
+        )
+        return Received(g.stream_id, "", Item(g.seq, gap) if g.seq else gap)
+    if kind == "batch":
+        raise ValueError("a Batch holds several responses: use decode_all")
+    if kind == "checkpoint":
+        c = response.checkpoint
+        return Received(c.stream_id, "", Checkpoint(c.stream_id, c.seq))
+    raise ValueError(f"a response with no item ({kind!r}): the server is newer than this client")
+
+
+def decode_all(response: pb.SubscribeResponse) -> list[Received]:
+    """A response, or each response of a Batch, as the collector's own records."""
+    if response.WhichOneof("item") == "batch":
+        return [decode(item) for item in response.batch.items]
+    return [decode(response)]
