@@ -10,6 +10,7 @@ keys are errors: a security tool should not ignore a setting it does not underst
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import re
 import socket
@@ -20,6 +21,15 @@ from typing import Any
 
 import yaml
 
+from collector.policy.exclude import Exclusion
+from collector.policy.spec import (
+    RedactionRule,
+    SpecError,
+    parse_disabled_rules,
+    parse_exclusions,
+    parse_redaction_rules,
+)
+
 __all__ = [
     "OPTIONS",
     "CaptureConfig",
@@ -27,6 +37,7 @@ __all__ = [
     "ConfigError",
     "Option",
     "OutputConfig",
+    "PolicyConfig",
     "add_flags",
     "build_config",
     "parse_size",
@@ -195,7 +206,48 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "log_level", "output", parse_choice("debug", "info", "warning", "error"), "info", "stderr log level"
     ),
+    # policy: redaction, rate limiting and exclusions. Rules themselves are YAML-only (YAML_ONLY).
+    Option(
+        "redact",
+        "policy",
+        parse_bool,
+        True,
+        "mask secrets in argv (built-in rules and redaction_rules from the config file) before any outlet",
+        "BOOL",
+    ),
+    Option(
+        "rate_limit",
+        "policy",
+        float,
+        0.0,
+        "execs per second logged per workload (a pod; a cgroup when standalone); execs over it are "
+        "counted in exec_suppressed summaries instead; 0 turns the limit off",
+        "N",
+    ),
+    Option(
+        "rate_limit_burst",
+        "policy",
+        int,
+        None,
+        "execs a workload may log at once before the rate applies (default: the rate, at least 1)",
+        "N",
+    ),
+    Option(
+        "rate_limit_summary_s",
+        "policy",
+        float,
+        5.0,
+        "while a workload is limited, an exec_suppressed summary at least this often (seconds)",
+        "S",
+    ),
 )
+
+# Structured policy settings, in the YAML file only: key -> parser (raises SpecError).
+YAML_ONLY: dict[str, Callable[[Any], Any]] = {
+    "redaction_rules": parse_redaction_rules,
+    "disabled_redaction_rules": parse_disabled_rules,
+    "exclusions": parse_exclusions,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,15 +272,27 @@ class OutputConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class PolicyConfig:
+    redact: bool = True
+    rate_limit: float = 0.0  # execs/s per workload; 0: no limit
+    rate_limit_burst: int | None = None  # None: the rate, at least 1
+    rate_limit_summary_s: float = 5.0
+    redaction_rules: tuple[RedactionRule, ...] = ()  # YAML only
+    disabled_redaction_rules: tuple[str, ...] = ()  # YAML only: built-in rule names
+    exclusions: tuple[Exclusion, ...] = ()  # YAML only
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     capture: CaptureConfig
     output: OutputConfig
+    policy: PolicyConfig = PolicyConfig()
     config_file: Path | None = None
     # Where each value came from (key -> "flag --x", "env EXECLOG_X", "file f.yaml", "default").
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
 
-_SECTIONS: dict[str, type] = {"capture": CaptureConfig, "output": OutputConfig}
+_SECTIONS: dict[str, type] = {"capture": CaptureConfig, "output": OutputConfig, "policy": PolicyConfig}
 
 
 def add_flags(parser: argparse.ArgumentParser) -> None:
@@ -265,7 +329,7 @@ def _load_yaml(path: Path) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path}: expected a mapping of settings, got {type(data).__name__}")
-    known = {opt.key for opt in OPTIONS}
+    known = {opt.key for opt in OPTIONS} | set(YAML_ONLY)
     unknown = sorted(str(k) for k in data if k not in known)
     if unknown:
         raise ConfigError(f"config file {path}: unknown settings {', '.join(unknown)}")
@@ -307,11 +371,29 @@ def build_config(args: argparse.Namespace | None = None, environ: Mapping[str, s
         name: cls(**{opt.key: values[opt.key] for opt in OPTIONS if opt.section == name})
         for name, cls in _SECTIONS.items()
     }
+    sections["policy"] = dataclasses.replace(
+        sections["policy"], **_structured(from_file, config_path, sources)
+    )
     return Config(
         **sections,
         config_file=Path(config_path) if config_path else None,
         sources=sources,
     )
+
+
+def _structured(from_file: Mapping[str, Any], path: str | None, sources: dict[str, str]) -> dict[str, Any]:
+    """Parse the YAML-only settings; an error names the file, the key and the item."""
+    parsed: dict[str, Any] = {}
+    for key, parse in YAML_ONLY.items():
+        if key not in from_file:
+            sources[key] = "default"
+            continue
+        try:
+            parsed[key] = parse([] if from_file[key] is None else from_file[key])  # `key:` alone is empty
+        except SpecError as exc:
+            raise ConfigError(f"config file {path}, key {key}{exc.where}: {exc}") from exc
+        sources[key] = f"config file {path}, key {key}"
+    return parsed
 
 
 def _from_yaml(opt: Option, raw: Any) -> Any:
@@ -338,3 +420,14 @@ def _validate(values: dict[str, Any], sources: Mapping[str, str]) -> None:
         fail("drain_interval_ms", "drain interval must be between 1 and 10000 ms")
     if values["json_queue"] < 1:
         fail("json_queue", "the stdout queue must hold at least one record")
+    if not 0 <= values["rate_limit"] <= 1e6:  # also rejects nan
+        fail(
+            "rate_limit",
+            f"the rate limit must be between 0 (off) and 1000000 execs/s, got {values['rate_limit']}",
+        )
+    if values["rate_limit"] and values["rate_limit"] < 0.001:
+        fail("rate_limit", "the rate limit must be at least 0.001 execs/s (or 0 for off)")
+    if values["rate_limit_burst"] is not None and not 1 <= values["rate_limit_burst"] <= 10**9:
+        fail("rate_limit_burst", f"the burst must be at least 1, got {values['rate_limit_burst']}")
+    if not 0.1 <= values["rate_limit_summary_s"] <= 3600:
+        fail("rate_limit_summary_s", "the summary interval must be between 0.1 and 3600 s")

@@ -15,6 +15,7 @@ from collector.cli.pipeline import Pipeline
 from collector.config import Config
 from collector.hub import Hub
 from collector.outlets.jsonlog import JsonLogOutlet
+from collector.policy import build_policy
 
 __all__ = ["Collector", "FatalError", "program_options", "run"]
 
@@ -76,7 +77,8 @@ class Collector:
             self.hub = Hub()
             self.jsonlog = JsonLogOutlet(stdout_fd, self.hub.stream_id, config.output.json_queue, self._fatal)
             self.hub.add_outlet(self.jsonlog)
-            self.pipeline = Pipeline(self.hub)
+            self.policy = build_policy(config.policy)  # its .counters are for the metrics outlet
+            self.pipeline = Pipeline(self.hub, policy=self.policy)
         except BaseException:
             self.program.close()
             raise
