@@ -159,15 +159,26 @@ _AUTH_HEADER: Final = rf"""
 # Token shapes (case matters). Each starts with its literal prefix and looks behind that for a
 # word boundary.
 _TOKEN_SHAPES: Final = {
-    "github-token": r"g(?<=[^A-Za-z0-9_]g)(?:h[pousr]_[A-Za-z0-9]{20,}|ithub_pat_[A-Za-z0-9_]{20,})",
-    "gitlab-token": r"gl(?<=[^A-Za-z0-9_-]gl)(?:pat|dt|rt|ptt|ft|cbt|imt|oas|soat|agent)-[A-Za-z0-9_-]{20,}",
-    "slack-token": r"x(?<=[^A-Za-z0-9]x)(?:ox[abposre]-[A-Za-z0-9-]{10,}|app-[0-9]-[A-Za-z0-9-]{10,})",
-    "aws-access-key-id": r"A(?<=[^A-Z0-9]A)(?:KIA|SIA|BIA|CCA)[A-Z0-9]{16}(?![A-Z0-9])",
-    "jwt": r"eyJ(?<=[^A-Za-z0-9_-]eyJ)[A-Za-z0-9_-]{6,}\.eyJ[A-Za-z0-9_-]{6,}\.[A-Za-z0-9_-]*",
-    "google-api-key": r"AIza(?<=[^A-Za-z0-9_-]AIza)[0-9A-Za-z_-]{35}",
-    "stripe-key": r"[sr]k_live_(?<=[^A-Za-z0-9][sr]k_live_)[0-9A-Za-z]{16,}",
-    "npm-token": r"npm_(?<=[^A-Za-z0-9_]npm_)[A-Za-z0-9]{36}",
-    "pypi-token": r"pypi-(?<=[^A-Za-z0-9_-]pypi-)AgEIcHlwaS5vcmc[A-Za-z0-9_-]{16,}",
+    "github-token": (
+        r"gh[pousr]_(?<=[^A-Za-z0-9_]gh[pousr]_)[A-Za-z0-9]{20,}",
+        r"github_pat_(?<=[^A-Za-z0-9_]github_pat_)[A-Za-z0-9_]{20,}",
+    ),
+    "gitlab-token": (
+        r"gl(?<=[^A-Za-z0-9_-]gl)(?:pat|dt|rt|ptt|ft|cbt|imt|oas|soat|agent)-[A-Za-z0-9_-]{20,}",
+    ),
+    "slack-token": (
+        r"xox(?<=[^A-Za-z0-9]xox)[abposre]-[A-Za-z0-9-]{10,}",
+        r"xapp-(?<=[^A-Za-z0-9]xapp-)[0-9]-[A-Za-z0-9-]{10,}",
+    ),
+    "aws-access-key-id": (r"A(?<=[^A-Z0-9]A)(?:KIA|SIA|BIA|CCA)[A-Z0-9]{16}(?![A-Z0-9])",),
+    "jwt": (r"eyJ(?<=[^A-Za-z0-9_-]eyJ)[A-Za-z0-9_-]{6,}\.eyJ[A-Za-z0-9_-]{6,}\.[A-Za-z0-9_-]*",),
+    "google-api-key": (r"AIza(?<=[^A-Za-z0-9_-]AIza)[0-9A-Za-z_-]{35}",),
+    "stripe-key": (
+        r"sk_live_(?<=[^A-Za-z0-9]sk_live_)[0-9A-Za-z]{16,}",
+        r"rk_live_(?<=[^A-Za-z0-9]rk_live_)[0-9A-Za-z]{16,}",
+    ),
+    "npm-token": (r"npm_(?<=[^A-Za-z0-9_]npm_)[A-Za-z0-9]{36}",),
+    "pypi-token": (r"pypi-(?<=[^A-Za-z0-9_-]pypi-)AgEIcHlwaS5vcmc[A-Za-z0-9_-]{16,}",),
 }
 _TOKEN_HINTS: Final = {
     "github-token": ("gh", "github_pat_"),
@@ -180,7 +191,7 @@ _TOKEN_HINTS: Final = {
     "npm-token": ("npm_",),
     "pypi-token": ("pypi-",),
 }
-_ANY_TOKEN: Final = "|".join(f"(?:{shape})" for shape in _TOKEN_SHAPES.values())
+_ANY_TOKEN: Final = "|".join(f"(?:{shape})" for shapes in _TOKEN_SHAPES.values() for shape in shapes)
 
 # scheme://user:password@host: the password is masked and the user kept (who connected is worth
 # logging), unless the user is itself a token (https://ghp_…:x-oauth-basic@github.com) or a long
@@ -220,13 +231,13 @@ BUILTIN_RULES: Final[tuple[Rule, ...]] = (
         "private-key",
         "the body of a PEM private key block (-----BEGIN … PRIVATE KEY-----)",
         (_PRIVATE_KEY,),
-        ("private key",),
+        ("key",),  # "private key" holds it
     ),
     Rule(
         "cli-password",
         "password options of mysql/mariadb (-pSECRET), sshpass (-p), redis-cli (-a), curl (-u user:SECRET)",
         _CLI_PASSWORD,
-        ("mysql", "mariadb", "sshpass", "redis-cli", "curl"),
+        ("mysql", "mariadb", "pass", "redis-cli", "curl"),  # "pass" for sshpass
     ),
     Rule(
         "secret-flag",
@@ -259,7 +270,12 @@ BUILTIN_RULES: Final[tuple[Rule, ...]] = (
     ),
     Rule("slack-webhook", "the secret path of a Slack webhook URL", (_SLACK_WEBHOOK,), ("slack",)),
     *(
-        Rule(name, f"{name.replace('-', ' ')}s by their shape", (f"(?P<secret>{shape})",), _TOKEN_HINTS[name])
-        for name, shape in _TOKEN_SHAPES.items()
+        Rule(
+            name,
+            f"{name.replace('-', ' ')}s by their shape",
+            tuple(f"(?P<secret>{shape})" for shape in shapes),
+            _TOKEN_HINTS[name],
+        )
+        for name, shapes in _TOKEN_SHAPES.items()
     ),
 )

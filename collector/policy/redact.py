@@ -101,22 +101,33 @@ Span = tuple[int, int, str]  # start, end, rule name; offsets into the NUL-joine
 
 
 @dataclass(frozen=True, slots=True)
+class _Pattern:
+    regex: re.Pattern[str]
+    secret_groups: tuple[int, ...]
+    anchored: bool  # starts with \A: tried once, at the start, instead of searched for
+
+
+def _pattern(source: str, flags: int) -> _Pattern:
+    regex = re.compile(source, flags)
+    groups = tuple(n for name, n in regex.groupindex.items() if name.startswith("secret"))
+    if not groups:
+        raise ValueError(f"a pattern has no group named secret*: {source[:60]}")
+    return _Pattern(regex, groups, source.lstrip().startswith("\\A"))
+
+
+@dataclass(frozen=True, slots=True)
 class _Compiled:
     name: str
     folded: bool  # runs on the lower-cased text
-    regexes: tuple[re.Pattern[str], ...]
+    patterns: tuple[_Pattern, ...]
     # The same, case-insensitive, for the rare text whose length lower() changes (e.g. "İ").
-    unfolded: tuple[re.Pattern[str], ...]
+    unfolded: tuple[_Pattern, ...]
 
 
 def _compile(rule: Rule) -> _Compiled:
-    flags = re.VERBOSE
-    regexes = tuple(re.compile(p, flags) for p in rule.patterns)
-    for regex in regexes:
-        if not any(name.startswith("secret") for name in regex.groupindex):
-            raise ValueError(f"rule {rule.name}: a pattern has no group named secret*")
-    unfolded = tuple(re.compile(p, flags | re.IGNORECASE) for p in rule.patterns) if rule.folded else ()
-    return _Compiled(rule.name, rule.folded, regexes, unfolded)
+    patterns = tuple(_pattern(p, re.VERBOSE) for p in rule.patterns)
+    unfolded = tuple(_pattern(p, re.VERBOSE | re.IGNORECASE) for p in rule.patterns) if rule.folded else ()
+    return _Compiled(rule.name, rule.folded, patterns, unfolded)
 
 
 class Redactor:
@@ -159,13 +170,13 @@ class Redactor:
             for i in run:
                 rule = self._rules[i]
                 if not rule.folded:
-                    regexes, subject = rule.regexes, text
+                    patterns, subject = rule.patterns, text
                 elif same_length:
-                    regexes, subject = rule.regexes, lowered
+                    patterns, subject = rule.patterns, lowered
                 else:
-                    regexes, subject = rule.unfolded, text
-                for regex in regexes:
-                    _search(regex, rule.name, subject, spans)
+                    patterns, subject = rule.unfolded, text
+                for pattern in patterns:
+                    _search(pattern, rule.name, subject, spans)
         if self._user is not None:
             _search_each(self._user, argv, spans)
         if not spans:
@@ -173,9 +184,16 @@ class Redactor:
         return _apply(argv, spans)
 
 
-def _search(regex: re.Pattern[str], name: str, text: str, spans: list[Span]) -> None:
-    search = regex.search
-    groups = [n for g, n in regex.groupindex.items() if g.startswith("secret")]
+def _search(pattern: _Pattern, name: str, text: str, spans: list[Span]) -> None:
+    """Every match of one pattern. A match's readable stretch before its secret is searched
+    again, so that a long match (a program rule skipping arguments) hides no other match."""
+    groups = pattern.secret_groups
+    if pattern.anchored:
+        m = pattern.regex.match(text)
+        if m is not None:
+            spans.extend((s, e, name) for s, e in map(m.span, groups) if e > s)
+        return
+    search = pattern.regex.search
     regions = [(0, len(text))]
     while regions:
         pos, endpos = regions.pop()
