@@ -163,3 +163,13 @@ def test_a_bad_rule_stops_execlog_run_with_one_line_and_status_2(tmp_path: Path)
         "has no group named secret, e.g. (?P<secret>...), to say what to mask"
     ]
     assert result.stdout == ""
+
+
+def test_the_readme_examples_are_valid_settings(tmp_path: Path) -> None:
+    readme = (REPO / "README.md").read_text()
+    blocks = readme.split("```yaml\n")[1:]
+    assert len(blocks) >= 2
+    for block in blocks:
+        text = block.split("```", 1)[0]
+        policy = from_yaml(tmp_path, text)
+        assert policy.redaction_rules or policy.disabled_redaction_rules or policy.exclusions

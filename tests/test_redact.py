@@ -199,6 +199,16 @@ MASKED: list[tuple[str, list[str], list[str]]] = [
         ["sh", "-c", "mysql -uroot -psecret db && curl -u bob:pw https://x"],
         ["sh", "-c", "mysql -uroot -p**** db && curl -u bob:**** https://x"],
     ),
+    (
+        "cli-password",
+        ["docker", "login", "-u", "me", "-p", "pw", "ghcr.io"],
+        ["docker", "login", "-u", "me", "-p", "****", "ghcr.io"],
+    ),
+    (
+        "cli-password",
+        ["sh", "-c", 'podman login -u me -p "$PW" r && podman push x'],
+        ["sh", "-c", "podman login -u me -p **** r && podman push x"],
+    ),
     # token shapes
     ("github-token", ["git", "push", GH], ["git", "push", MASK]),
     ("github-token", ["x", "github_pat_11ABCDEFG0123456789_abcdefghijklmnopqrstuvwxyz"], ["x", MASK]),
@@ -237,6 +247,8 @@ UNTOUCHED: list[list[str]] = [
     ["ansible-playbook", "--ask-vault-pass", "site.yml"],
     ["mysql", "-uroot", "-p", "db"],
     ["mysql", "-h", "db", "-P", "3306"],
+    ["docker", "run", "-p", "8080:80", "nginx"],
+    ["sh", "-c", "docker run -p 80:80 nginx; ssh -p 22 h"],
     ["env", "PWD=/w", "OLDPWD=/", "POSTGRES_PASSWORD_FILE=/run/s", "TOKEN_URL=https://a/t", "x"],
     ["env", "TOKENIZERS_PARALLELISM=false", "MAX_TOKENS=1", "BYPASS=1", "SSH_AUTH_SOCK=/tmp/a", "x"],
     ["git", "log", "--author=me"],

@@ -267,6 +267,8 @@ cli_forms = st.sampled_from(
         lambda v: ["curl", "-fsS", "-u", f"bob:{v}", "https://x"],
         lambda v: ["sh", "-c", f"mysqldump -uroot -p{v} app > dump.sql"],
         lambda v: ["sh", "-c", f"curl -u bob:{v} https://x && echo ok"],
+        lambda v: ["docker", "login", "-u", "bot", "-p", v, "ghcr.io"],
+        lambda v: ["sh", "-c", f"docker login -u bot -p {v} ghcr.io; docker push x"],
     ]
 )
 

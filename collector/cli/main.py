@@ -22,7 +22,9 @@ commands:
 
 RUN_EPILOG = """\
 Settings come from flags, then EXECLOG_* environment variables, then the --config YAML file, then
-defaults. Records go to stdout, one JSON object per line; diagnostics go to stderr.
+defaults. The YAML file also holds the policy's rule lists: redaction_rules, disabled_redaction_rules
+and exclusions (see the README). Records go to stdout, one JSON object per line; diagnostics go to
+stderr.
 SIGTERM or SIGINT stops the collector after delivering what the kernel already recorded.
 Exit status: 0 after a clean stop, 1 when it cannot start or must stop, 2 for bad settings.
 """

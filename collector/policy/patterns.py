@@ -41,9 +41,9 @@ class Rule:
     folded: bool = False
 
 
-def _after(words: tuple[str, ...], before: str = "") -> str:
-    """Lookbehinds: the text so far ends with one of `words`, each preceded by `before`."""
-    return "(?:" + "|".join(f"(?<={before}{w})" for w in words) + ")"
+def _after(words: tuple[str, ...], before: str = "", after: str = "") -> str:
+    """Lookbehinds: the text so far ends with one of `words`, each between `before` and `after`."""
+    return "(?:" + "|".join(f"(?<={before}{w}{after})" for w in words) + ")"
 
 
 # Where a value ends inside a shell script: quoted parts belong to the word; an unterminated quote
@@ -191,6 +191,17 @@ _TOKEN_HINTS: Final = {
     "npm-token": ("npm_",),
     "pypi-token": ("pypi-",),
 }
+_TOKEN_SUMMARIES: Final = {
+    "github-token": "GitHub tokens: ghp_, gho_, ghu_, ghs_, ghr_ and github_pat_ followed by 20+ characters",
+    "gitlab-token": "GitLab tokens: glpat-, gldt-, glrt-, glptt- and other gl…- prefixes, 20+ characters",
+    "slack-token": "Slack tokens: xoxb-, xoxp-, xoxa-, xoxo-, xoxs-, xoxr-, xoxe- and xapp-",
+    "aws-access-key-id": "AWS access key ids: AKIA, ASIA, ABIA or ACCA and 16 upper-case letters or digits",
+    "jwt": "JSON web tokens: eyJ….eyJ….signature",
+    "google-api-key": "Google API keys: AIza and 35 characters",
+    "stripe-key": "Stripe live secret and restricted keys: sk_live_…, rk_live_…",
+    "npm-token": "npm tokens: npm_ and 36 characters",
+    "pypi-token": "PyPI upload tokens: pypi-AgEIcHlwaS5vcmc…",
+}
 _ANY_TOKEN: Final = "|".join(f"(?:{shape})" for shapes in _TOKEN_SHAPES.values() for shape in shapes)
 
 # scheme://user:password@host: the password is masked and the user kept (who connected is worth
@@ -213,6 +224,8 @@ _SLACK_WEBHOOK: Final = r"hooks\.slack\.com/(?:services|workflows|triggers)/(?P<
 # program's name starts a command and the option comes before the next ; & | or newline, looked
 # for over at most 400 characters so that a long script costs linear time.
 _MYSQL: Final = r"(?:mysql(?:dump|admin|import|show|check)?|mariadb[a-z-]*)"
+_REGISTRY_CLIENT: Final = r"(?:docker|podman|nerdctl|buildah)"
+_AFTER_REGISTRY_CLIENT: Final = _after(("docker", "podman", "nerdctl", "buildah"), after=r"[ \t]login")
 _PROGRAM: Final = r"\A\0(?:[^\0]*/)?"
 _CMD_START: Final = r"""[\s;&|(`'"\0/]"""
 _CLI_PASSWORD: Final = (
@@ -220,8 +233,11 @@ _CLI_PASSWORD: Final = (
     rf"{_PROGRAM}sshpass\0(?:-P\0[^\0]*\0|-[^p\0][^\0]*\0)*-p\0?(?P<secret>{_REST})",
     rf"{_PROGRAM}redis-cli\0(?:[^\0]*\0)*?-a\0(?P<secret>{_REST})",
     rf"{_PROGRAM}curl\0(?:[^\0]*\0)*?(?:-[uU]\0?|--(?:proxy-)?user[=\0])[^:\0]*:(?P<secret>{_REST})",
+    rf"{_PROGRAM}{_REGISTRY_CLIENT}\0(?:[^\0]*\0)*?login\0(?:[^\0]*\0)*?-p\0?(?P<secret>{_REST})",
     rf"""m(?<={_CMD_START}m)(?:ysql(?:dump|admin|import|show|check)?|ariadb[a-z-]*)(?=\s)
          [^;&|\n\0]{{0,400}}?\s-p(?P<secret>{_SHELL_WORD})""",
+    rf"""login(?=\s){_AFTER_REGISTRY_CLIENT}
+         [^;&|\n\0]{{0,400}}?\s-p[ \t]*(?P<secret>{_SHELL_WORD})""",
     rf"""c(?<={_CMD_START}c)url(?=\s)[^;&|\n\0]{{0,400}}?\s(?:-[uU][ \t]*|--(?:proxy-)?user[=\s]+)
          ['"]?[^:\s\0'"]*:(?P<secret>[^\s\0'"]+)""",
 )
@@ -235,14 +251,16 @@ BUILTIN_RULES: Final[tuple[Rule, ...]] = (
     ),
     Rule(
         "cli-password",
-        "password options of mysql/mariadb (-pSECRET), sshpass (-p), redis-cli (-a), curl (-u user:SECRET)",
+        "password options of mysql/mariadb (-pSECRET), sshpass (-p), redis-cli (-a), curl (-u user:SECRET), "
+        "docker/podman/nerdctl/buildah login (-p)",
         _CLI_PASSWORD,
-        ("mysql", "mariadb", "pass", "redis-cli", "curl"),  # "pass" for sshpass
+        ("mysql", "mariadb", "pass", "redis-cli", "curl", "login"),  # "pass" for sshpass
     ),
     Rule(
         "secret-flag",
-        "the value of a flag whose name ends in password, passwd, pass, passphrase, token, secret, "
-        "api/access/secret/client…-key, credentials, creds or auth: --password=x, --token x",
+        "the value of a flag whose name's last word is password, passwd, pass, passphrase, passin, passout, "
+        "storepass, keypass, token, secret, api/access/secret/client/…-key, credential(s), creds or "
+        "basic/http/proxy-auth: --password=x, --db-password x, -storepass x, --clientSecret=x",
         (_SECRET_FLAG,),
         ("pass", "token", "secret", "key", "cred", "auth"),
         folded=True,
@@ -272,7 +290,7 @@ BUILTIN_RULES: Final[tuple[Rule, ...]] = (
     *(
         Rule(
             name,
-            f"{name.replace('-', ' ')}s by their shape",
+            _TOKEN_SUMMARIES[name],
             tuple(f"(?P<secret>{shape})" for shape in shapes),
             _TOKEN_HINTS[name],
         )
