@@ -368,3 +368,14 @@ def test_user_rules_search_each_argument(redactor: Redactor) -> None:
 def test_without_rules_nothing_changes() -> None:
     argv = ["mysql", "--password=x"]
     assert Redactor(()).redact(argv) == (argv, ())
+
+
+def test_one_user_rule_does_not_hide_another() -> None:
+    # The first rule's match starts before the second rule's secret and keeps it readable.
+    custom = Redactor((), [("outer", r"cfg:\S* key=(?P<secret>\w+)"), ("inner", r"tkt-(?P<secret>\d+)")])
+    assert custom.redact(["x", "cfg:tkt-123 key=abc"]) == (["x", "cfg:tkt-**** key=****"], ("inner", "outer"))
+
+
+def test_only_groups_named_secret_are_masked() -> None:
+    custom = Redactor((), [("r", r"(?P<secretary>a)(?P<secret_1>b)(?P<secret>c)")])
+    assert custom.redact(["abc"])[0] == ["a****"]

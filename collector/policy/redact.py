@@ -2,16 +2,18 @@
 
 The argv is joined into one string, each argument preceded by a NUL, and lower-cased once. A
 built-in rule (`patterns.BUILTIN_RULES`) runs only if the argv contains one of its hint literals;
-most command lines contain none, and cost a few substring searches. A rule that does run is one
-precompiled regex that `re` can scan quickly for its leading literal (see `patterns`).
+most command lines contain none, and cost a few substring searches. A rule that does run is a few
+precompiled regexes that `re` scans quickly for their leading literal (see `patterns`), each over
+the whole text, so no rule's match can hide another rule's secret.
 
 User rules (from the YAML config) are searched in each argument on its own, so that ``^``, ``$``
 and ``.`` mean what a user expects; they are combined into one alternation, each in a group named
 after it, with their own group names prefixed so that every rule may call its group `secret`.
 
-A match masks its ``secret*`` groups with `MASK` and keeps the rest readable. When a match keeps a
-long readable stretch before its secret (a program rule that skips arguments to reach ``-p``),
-that stretch is searched again on its own, so one match cannot hide another secret.
+A match masks its groups named ``secret`` or ``secret_…`` with `MASK` and keeps the rest readable.
+When a match keeps a readable stretch before its secret (a program rule that skips arguments to
+reach ``-p``, or one user rule's match over another's), that stretch is searched again, so no
+match hides another within the same regex either.
 """
 
 from __future__ import annotations
@@ -19,13 +21,13 @@ from __future__ import annotations
 import bisect
 import itertools
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Final
 
 from collector.policy.patterns import BUILTIN_RULES, Rule
 
-__all__ = ["MASK", "CombinedRules", "Redactor", "combine", "scoped"]
+__all__ = ["MASK", "CombinedRules", "Redactor", "combine", "is_secret_group", "scoped"]
 
 MASK: Final = "****"
 
@@ -69,8 +71,12 @@ class CombinedRules:
     secret_groups: tuple[tuple[int, ...], ...]  # per rule: group numbers to mask
 
 
+def is_secret_group(name: str) -> bool:
+    return name == "secret" or name.startswith("secret_")
+
+
 def combine(patterns: Sequence[tuple[str, str]], tag: str, flags: int = 0) -> CombinedRules:
-    """Combine (name, pattern) pairs; each pattern's groups named secret* are what to mask.
+    """Combine (name, pattern) pairs; each pattern's secret groups are what to mask.
 
     Group names are prefixed per rule, so every rule may call its group `secret`. Raises
     re.error when a pattern, renamed, no longer has the groups it had on its own."""
@@ -86,7 +92,11 @@ def combine(patterns: Sequence[tuple[str, str]], tag: str, flags: int = 0) -> Co
         branches.append(f"(?P<{tag}{i}>{renamed})")
     regex = re.compile("|".join(branches), flags)
     secret_groups = tuple(
-        tuple(number for name, number in regex.groupindex.items() if name.startswith(f"{tag}{i}__secret"))
+        tuple(
+            number
+            for name, number in regex.groupindex.items()
+            if name.startswith(f"{tag}{i}__") and is_secret_group(name.removeprefix(f"{tag}{i}__"))
+        )
         for i in range(len(patterns))
     )
     return CombinedRules(
@@ -109,9 +119,9 @@ class _Pattern:
 
 def _pattern(source: str, flags: int) -> _Pattern:
     regex = re.compile(source, flags)
-    groups = tuple(n for name, n in regex.groupindex.items() if name.startswith("secret"))
+    groups = tuple(n for name, n in regex.groupindex.items() if is_secret_group(name))
     if not groups:
-        raise ValueError(f"a pattern has no group named secret*: {source[:60]}")
+        raise ValueError(f"a pattern has no secret group: {source[:60]}")
     return _Pattern(regex, groups, source.lstrip().startswith("\\A"))
 
 
@@ -184,16 +194,11 @@ class Redactor:
         return _apply(argv, spans)
 
 
-def _search(pattern: _Pattern, name: str, text: str, spans: list[Span]) -> None:
-    """Every match of one pattern. A match's readable stretch before its secret is searched
-    again, so that a long match (a program rule skipping arguments) hides no other match."""
-    groups = pattern.secret_groups
-    if pattern.anchored:
-        m = pattern.regex.match(text)
-        if m is not None:
-            spans.extend((s, e, name) for s, e in map(m.span, groups) if e > s)
-        return
-    search = pattern.regex.search
+def _matches(
+    regex: re.Pattern[str], text: str, secret_groups: Callable[[re.Match[str]], tuple[int, ...]]
+) -> Iterator[tuple[re.Match[str], tuple[int, ...]]]:
+    """Every match with its secret groups, the readable stretch before a secret searched again."""
+    search = regex.search
     regions = [(0, len(text))]
     while regions:
         pos, endpos = regions.pop()
@@ -201,28 +206,37 @@ def _search(pattern: _Pattern, name: str, text: str, spans: list[Span]) -> None:
             m = search(text, pos, endpos)
             if m is None:
                 break
+            groups = secret_groups(m)
+            yield m, groups
             start, end = m.span()
-            first_secret = end
-            for group in groups:
-                s, e = m.span(group)
-                if e > s:
-                    spans.append((s, e, name))
-                    first_secret = min(first_secret, s)
+            first_secret = min((m.start(g) for g in groups if m.end(g) > m.start(g)), default=end)
             if first_secret > start + 1:
                 regions.append((start + 1, first_secret))
             pos = end if end > start else start + 1
 
 
+def _search(pattern: _Pattern, name: str, text: str, spans: list[Span]) -> None:
+    groups = pattern.secret_groups
+    if pattern.anchored:
+        found = pattern.regex.match(text)
+        matches = [(found, groups)] if found is not None else []
+    else:
+        matches = list(_matches(pattern.regex, text, lambda _: groups))
+    for m, _ in matches:
+        spans.extend((s, e, name) for s, e in map(m.span, groups) if e > s)
+
+
 def _search_each(rules: CombinedRules, argv: list[str], spans: list[Span]) -> None:
-    finditer, rule_of, groups, names = rules.regex.finditer, rules.rule_of, rules.secret_groups, rules.names
+    rule_of, groups_of, names = rules.rule_of, rules.secret_groups, rules.names
+
+    def secret_groups(m: re.Match[str]) -> tuple[int, ...]:
+        return groups_of[rule_of[m.lastgroup or ""]]
+
     offset = 1  # offsets are into the joined text, where argv[0] starts after a NUL
     for arg in argv:
-        for m in finditer(arg):
-            rule = rule_of[m.lastgroup or ""]
-            for group in groups[rule]:
-                s, e = m.span(group)
-                if e > s:
-                    spans.append((offset + s, offset + e, names[rule]))
+        for m, groups in _matches(rules.regex, arg, secret_groups):
+            name = names[rule_of[m.lastgroup or ""]]
+            spans.extend((offset + s, offset + e, name) for s, e in map(m.span, groups) if e > s)
         offset += len(arg) + 1
 
 

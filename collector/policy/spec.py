@@ -27,7 +27,7 @@ from typing import Any, Final
 from collector.k8s import SelectorError, parse_selector
 from collector.policy.exclude import Exclusion
 from collector.policy.patterns import BUILTIN_RULES
-from collector.policy.redact import combine, scoped
+from collector.policy.redact import combine, is_secret_group, scoped
 
 __all__ = [
     "RedactionRule",
@@ -128,7 +128,7 @@ def _check_pattern(pattern: Any, where: str) -> None:
         regex = re.compile(pattern)
     except re.error as exc:
         raise SpecError(where, f"not a valid regular expression: {exc}") from exc
-    if not any(name == "secret" or name.startswith("secret_") for name in regex.groupindex):
+    if not any(is_secret_group(name) for name in regex.groupindex):
         raise SpecError(where, "has no group named secret, e.g. (?P<secret>...), to say what to mask")
     if _NUMBERED_BACKREF.search(pattern):
         raise SpecError(where, "refers to a group by number; name the group and use (?P=name)")
