@@ -3,8 +3,8 @@
 Each rule is a regex over the argv joined into one string, each argument preceded by a NUL
 (``\\0ls\\0-la``), so one search covers every argument, a flag and its value in the next
 argument are just ``--password\\0value``, and every argument starts right after a ``\\0``. No rule
-crosses a NUL except where it means to. What a rule captures in a group whose name starts with
-``secret`` is masked; the rest of the match stays readable (``--password=****``).
+crosses a NUL except where it means to. What a rule captures in a group named ``secret`` or
+``secret_…`` is masked; the rest of the match stays readable (``--password=****``).
 
 Three kinds of place are recognised:
 
@@ -34,7 +34,7 @@ __all__ = ["BUILTIN_RULES", "Rule"]
 class Rule:
     name: str
     summary: str  # what it matches, in one line
-    patterns: tuple[str, ...]  # verbose regexes over "\0" + "\0".join(argv); groups secret* are masked
+    patterns: tuple[str, ...]  # verbose regexes over "\0" + "\0".join(argv); secret groups are masked
     hints: tuple[str, ...]  # lower-case literals; every match contains one of them
     # The patterns are written in lower case and run on the lower-cased text, where `re` can use
     # its literal fast paths (IGNORECASE disables them).
