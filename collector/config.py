@@ -10,11 +10,12 @@ keys are errors: a security tool should not ignore a setting it does not underst
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import re
 import socket
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -25,6 +26,14 @@ from collector.k8s.kubelet import check_kubelet_url
 from collector.k8s.labels import DEFAULT_LABELS, LabelRule, parse_label_mapping
 from collector.k8s.selector import EVERYTHING, Selector, parse_selector
 from collector.listen import ListenAddress, parse_listen, parse_tcp_listen
+from collector.policy.exclude import Exclusion
+from collector.policy.spec import (
+    RedactionRule,
+    SpecError,
+    parse_disabled_rules,
+    parse_exclusions,
+    parse_redaction_rules,
+)
 
 __all__ = [
     "OPTIONS",
@@ -37,6 +46,7 @@ __all__ = [
     "MetricsConfig",
     "Option",
     "OutputConfig",
+    "PolicyConfig",
     "add_flags",
     "build_config",
     "parse_size",
@@ -365,6 +375,57 @@ OPTIONS: tuple[Option, ...] = (
         "serve Prometheus metrics at http://HOST:PORT/metrics; off when unset",
         "HOST:PORT",
     ),
+    # policy: redaction, rate limiting and exclusions. Rules themselves are YAML-only (YAML_ONLY).
+    Option(
+        "redact",
+        "policy",
+        parse_bool,
+        True,
+        "mask secrets in argv (built-in rules and redaction_rules from the config file) before any outlet",
+        "BOOL",
+    ),
+    Option(
+        "rate_limit",
+        "policy",
+        float,
+        0.0,
+        "execs per second logged per workload (a pod; a cgroup when standalone); execs over it are "
+        "counted in exec_suppressed summaries instead; 0 turns the limit off",
+        "N",
+    ),
+    Option(
+        "rate_limit_burst",
+        "policy",
+        int,
+        None,
+        "execs a workload may log at once before the rate applies (default: the rate, at least 1)",
+        "N",
+    ),
+    Option(
+        "rate_limit_summary_s",
+        "policy",
+        float,
+        5.0,
+        "while a workload is limited, an exec_suppressed summary at least this often (seconds)",
+        "S",
+    ),
+)
+
+
+def _list_or_empty(parse: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    # `key:` alone in YAML is None: an empty list of rules.
+    return lambda raw: parse([] if raw is None else raw)
+
+
+# Settings too structured for a flag or a variable: YAML keys only -> (section, parser). Parsers
+# raise ValueError; a SpecError also says which item is at fault (`where`, e.g. "[1].pattern").
+YAML_ONLY: Mapping[str, tuple[str, Callable[[Any], Any]]] = MappingProxyType(
+    {
+        "labels": ("kubernetes", parse_label_mapping),
+        "redaction_rules": ("policy", _list_or_empty(parse_redaction_rules)),
+        "disabled_redaction_rules": ("policy", _list_or_empty(parse_disabled_rules)),
+        "exclusions": ("policy", _list_or_empty(parse_exclusions)),
+    }
 )
 
 
@@ -409,10 +470,6 @@ class KubernetesConfig:
         return self.kubelet_url is not None
 
 
-# Settings too structured for a flag: YAML keys only, each with its parser (ValueError on bad input).
-YAML_ONLY: Mapping[str, Callable[[Any], Any]] = MappingProxyType({"labels": parse_label_mapping})
-
-
 @dataclass(frozen=True, slots=True)
 class GrpcConfig:
     grpc_listen: ListenAddress | None
@@ -432,12 +489,24 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class PolicyConfig:
+    redact: bool = True
+    rate_limit: float = 0.0  # execs/s per workload; 0: no limit
+    rate_limit_burst: int | None = None  # None: the rate, at least 1
+    rate_limit_summary_s: float = 5.0
+    redaction_rules: tuple[RedactionRule, ...] = ()  # YAML only
+    disabled_redaction_rules: tuple[str, ...] = ()  # YAML only: built-in rule names
+    exclusions: tuple[Exclusion, ...] = ()  # YAML only
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     capture: CaptureConfig
     output: OutputConfig
     kubernetes: KubernetesConfig
     grpc: GrpcConfig
     metrics: MetricsConfig
+    policy: PolicyConfig = PolicyConfig()
     config_file: Path | None = None
     # Where each value came from (key -> "flag --x", "env EXECLOG_X", "file f.yaml", "default").
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
@@ -449,6 +518,7 @@ _SECTIONS: dict[str, type] = {
     "kubernetes": KubernetesConfig,
     "grpc": GrpcConfig,
     "metrics": MetricsConfig,
+    "policy": PolicyConfig,
 }
 
 
@@ -531,20 +601,31 @@ def build_config(args: argparse.Namespace | None = None, environ: Mapping[str, s
         name: cls(**{opt.key: values[opt.key] for opt in OPTIONS if opt.section == name})
         for name, cls in _SECTIONS.items()
     }
-    for key, parse in YAML_ONLY.items():
-        if key in from_file:
-            try:
-                sections["kubernetes"] = replace(sections["kubernetes"], **{key: parse(from_file[key])})
-            except ValueError as exc:
-                raise ConfigError(f"config file {config_path}, key {key}: {exc}") from exc
-            sources[key] = f"config file {config_path}, key {key}"
-        else:
-            sources[key] = "default"
+    for section, values_ in _structured(from_file, config_path, sources).items():
+        sections[section] = dataclasses.replace(sections[section], **values_)
     return Config(
         **sections,
         config_file=Path(config_path) if config_path else None,
         sources=sources,
     )
+
+
+def _structured(
+    from_file: Mapping[str, Any], path: str | None, sources: dict[str, str]
+) -> dict[str, dict[str, Any]]:
+    """Parse the YAML-only settings, by section; an error names the file, the key and the item."""
+    parsed: dict[str, dict[str, Any]] = {}
+    for key, (section, parse) in YAML_ONLY.items():
+        if key not in from_file:
+            sources[key] = "default"
+            continue
+        try:
+            parsed.setdefault(section, {})[key] = parse(from_file[key])
+        except ValueError as exc:
+            where = exc.where if isinstance(exc, SpecError) else ""
+            raise ConfigError(f"config file {path}, key {key}{where}: {exc}") from exc
+        sources[key] = f"config file {path}, key {key}"
+    return parsed
 
 
 def _from_yaml(opt: Option, raw: Any) -> Any:
@@ -581,6 +662,17 @@ def _validate(values: dict[str, Any], sources: Mapping[str, str]) -> None:
         fail("pending_max", "the pending queue must hold at least one exec")
     if values["deleted_pod_grace_s"] < 0:
         fail("deleted_pod_grace_s", "the grace period for deleted pods cannot be negative")
+    if not 0 <= values["rate_limit"] <= 1e6:  # also rejects nan
+        fail(
+            "rate_limit",
+            f"the rate limit must be between 0 (off) and 1000000 execs/s, got {values['rate_limit']}",
+        )
+    if values["rate_limit"] and values["rate_limit"] < 0.001:
+        fail("rate_limit", "the rate limit must be at least 0.001 execs/s (or 0 for off)")
+    if values["rate_limit_burst"] is not None and not 1 <= values["rate_limit_burst"] <= 10**9:
+        fail("rate_limit_burst", f"the burst must be at least 1, got {values['rate_limit_burst']}")
+    if not 0.1 <= values["rate_limit_summary_s"] <= 3600:
+        fail("rate_limit_summary_s", "the summary interval must be between 0.1 and 3600 s")
     _validate_grpc(values, fail)
 
 

@@ -14,10 +14,10 @@ from typing import Any
 
 import grpc
 import pytest
-from collector._proto.execlog.v1 import execlog_pb2 as pb
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from collector._proto.execlog.v1 import execlog_pb2 as pb
 from collector.hub import KERNEL_RING_FULL, RESUME_POINT_LOST, SUBSCRIBER_TOO_SLOW, Gap, Hub, Item
 from collector.k8s import Workload
 from collector.listen import parse_listen

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import orjson
 import pytest
-from collector._proto.execlog.v1 import execlog_pb2 as pb
 
+from collector._proto.execlog.v1 import execlog_pb2 as pb
 from collector.hub import (
     KERNEL_RING_FULL,
     MALFORMED_RECORD,

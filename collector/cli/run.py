@@ -16,9 +16,10 @@ from collector.cli.pipeline import Pipeline
 from collector.config import Config
 from collector.hub import Hub
 from collector.metrics import Metrics, MetricsError, MetricsServer
-from collector.metrics.core import core_readings, kubernetes_readings, subscriber_readings
+from collector.metrics.core import core_readings, kubernetes_readings, policy_readings, subscriber_readings
 from collector.outlets.grpc import Broker, GrpcService, ServeError, TlsFiles
 from collector.outlets.jsonlog import JsonLogOutlet
+from collector.policy import build_policy
 
 __all__ = ["Collector", "FatalError", "program_options", "run"]
 
@@ -89,7 +90,8 @@ class Collector:
             self.jsonlog = JsonLogOutlet(stdout_fd, self.hub.stream_id, config.output.json_queue, self._fatal)
             self.hub.add_outlet(self.jsonlog)
             enricher = self.kubernetes.enricher if self.kubernetes is not None else None
-            self.pipeline = Pipeline(self.hub, enricher=enricher)
+            self.policy = build_policy(config.policy)
+            self.pipeline = Pipeline(self.hub, enricher=enricher, policy=self.policy)
             self.metrics = Metrics()
             self._serve(config)
         except SetupError as exc:
@@ -141,6 +143,7 @@ class Collector:
         self.metrics.add(
             *core_readings(self.program, self.pipeline.counters, lambda: self.hub.last_seq, losses, misses)
         )
+        self.metrics.add(*policy_readings(self.policy.counters))
         if config.metrics.metrics_listen is not None:
             try:
                 self.metrics_server = MetricsServer(config.metrics.metrics_listen, self.metrics)

@@ -13,6 +13,7 @@ from collector.bpf.program import KernelCounters
 from collector.cli.pipeline import PipelineCounters
 from collector.metrics.readings import Reading, Value
 from collector.outlets.grpc import Broker
+from collector.policy import PolicyCounters
 
 __all__ = [
     "KernelSide",
@@ -148,6 +149,57 @@ def kubernetes_readings(counters: Callable[[], Mapping[str, int]]) -> list[Readi
             "GET /pods requests that failed (unreachable, refused, HTTP errors, malformed bodies).",
             "counter",
             one("kubelet_poll_failures"),
+        ),
+    ]
+
+
+def policy_readings(counters: PolicyCounters) -> list[Reading]:
+    """What policy did (collector.policy.PolicyCounters): at every scrape, captured execs equal
+    logged + suppressed + the sum of excluded."""
+    return [
+        Reading(
+            "execlog_policy_execs_total",
+            "Execs that reached policy, by outcome: logged, suppressed (held back by the rate limit "
+            "and reported in exec_suppressed summaries), excluded (dropped by an exclusion rule).",
+            "counter",
+            lambda: {
+                ("logged",): counters.logged,
+                ("suppressed",): counters.suppressed,
+                ("excluded",): sum(counters.excluded.values()),
+            },
+            labels=("outcome",),
+        ),
+        Reading(
+            "execlog_policy_excluded_total",
+            "Execs dropped by each exclusion rule.",
+            "counter",
+            lambda: {(rule,): count for rule, count in counters.excluded.items()},
+            labels=("rule",),
+        ),
+        Reading(
+            "execlog_policy_redactions_total",
+            "Execs whose argv each redaction rule changed (one exec can count under several rules).",
+            "counter",
+            lambda: {(rule,): count for rule, count in counters.redacted.items()},
+            labels=("rule",),
+        ),
+        Reading(
+            "execlog_policy_redacted_execs_total",
+            "Execs with at least one masked secret.",
+            "counter",
+            lambda: counters.redacted_execs,
+        ),
+        Reading(
+            "execlog_policy_suppressed_summaries_total",
+            "exec_suppressed summary records sent.",
+            "counter",
+            lambda: counters.summaries,
+        ),
+        Reading(
+            "execlog_policy_rate_limited_workloads",
+            "Workloads the rate limiter holds state for now.",
+            "gauge",
+            lambda: counters.workloads,
         ),
     ]
 

@@ -16,8 +16,8 @@ class ExecRecord:
 
     event: ExecEvent
     workload: Workload | None  # None in standalone mode
-    # The argv that outlets show; policy may have masked secrets in it. event.argv is the original
-    # and must not leave the collector.
+    # The argv that outlets show; policy may have masked secrets in it. When it did, `event` is a
+    # copy whose argv is masked too, so no field of the record holds the secret. Outlets use this.
     argv: list[str]
     # Names of the redaction rules that changed argv; empty when nothing was masked.
     redactions: tuple[str, ...] = ()

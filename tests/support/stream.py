@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from collector._proto.execlog.v1 import execlog_pb2 as pb
 
+from collector._proto.execlog.v1 import execlog_pb2 as pb
 from collector.hub import Gap, Item
 from collector.outlets.grpc.wire import Checkpoint, Received, decode_all
 from collector.policy import ExecRecord
@@ -71,6 +71,7 @@ class Reader:
     def __init__(self, call: Any, start: bool = True, delay: float = 0.0) -> None:
         self.call = call
         self.received: list[Received] = []
+        self.raw: list[bytes] = []  # every response as it came on the wire
         self.responses = 0  # gRPC messages: fewer than `received` when batched
         self.error: grpc.RpcError | None = None
         self.ended = threading.Event()
@@ -90,6 +91,7 @@ class Reader:
             for response in self.call:
                 with self._cond:
                     self.received.extend(decode_all(response))
+                    self.raw.append(response.SerializeToString())
                     self.responses += 1
                     self._cond.notify_all()
                 if self.delay:
