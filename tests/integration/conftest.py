@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
 import time
 import uuid
@@ -22,6 +23,7 @@ import pytest
 from collector.bpf.hierarchy import Hierarchy, resolve_hierarchy
 from collector.bpf.program import ExecProgram, ProgramOptions
 from collector.event import BootClock, ExecEvent, decode
+from tests.support.collector import RunningCollector
 from tests.support.require import REPO, require_bpf
 
 OBJECT = REPO / "bpf" / "exec.bpf.o"
@@ -142,3 +144,13 @@ def make_capture(test_cgroup: TestCgroup, hierarchy: Hierarchy) -> Iterator[Make
 @pytest.fixture
 def capture(make_capture: MakeCapture) -> Capture:
     return make_capture()
+
+
+@pytest.fixture
+def collector() -> Iterator[list[RunningCollector]]:
+    """Collectors a test starts (with tests.support.collector.start); killed if still running."""
+    started: list[RunningCollector] = []
+    yield started
+    for c in started:
+        if c.proc.poll() is None:
+            c.stop(signal.SIGKILL)

@@ -21,19 +21,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from collector._proto.execlog.v1 import execlog_pb2 as pb
 from collector.hub import RESUME_POINT_LOST, SUBSCRIBER_TOO_SLOW, Gap, Item
-from tests.integration.test_cli import EXECLOG, RunningCollector, start
 from tests.support.build import execprobe
+from tests.support.collector import EXECLOG, RunningCollector, start
 from tests.support.require import REPO
 from tests.support.stream import Reader, Received, StreamClient, argv1, gap_of
-
-
-@pytest.fixture
-def collector() -> Iterator[list[RunningCollector]]:
-    started: list[RunningCollector] = []
-    yield started
-    for c in started:
-        if c.proc.poll() is None:
-            c.stop(signal.SIGKILL)
 
 
 @pytest.fixture

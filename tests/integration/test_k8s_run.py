@@ -23,7 +23,7 @@ import pytest
 import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.integration.test_cli import EXECLOG, RunningCollector, start
+from tests.support.collector import EXECLOG, RunningCollector, start
 from tests.support.containers import (
     RuncContainer,
     cgroupfs_path,

@@ -6,25 +6,21 @@ from __future__ import annotations
 import json
 import math
 import secrets
-import signal
 import string
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import pytest
 
 from collector.cli.pipeline import Pipeline
 from collector.config import PolicyConfig
 from collector.hub import Hub, Item
 from collector.policy import MASK, ExecRecord, build_policy
 from collector.policy.exclude import Exclusion
-from tests.integration.test_cli import RunningCollector
 from tests.support.build import execprobe
-from tests.support.require import require_bpf
+from tests.support.collector import RunningCollector, start
 from tests.support.stream import StreamClient
 
 if TYPE_CHECKING:  # a name starting with Test in this module would be collected as a test class
@@ -73,27 +69,11 @@ def lines_of(c: RunningCollector, cgroup_id: int) -> list[dict[str, Any]]:
     return [doc for doc in c.lines() if cgroup_of(doc) == cgroup_id]
 
 
-@pytest.fixture
-def running(tmp_path: Path) -> Iterator[list[RunningCollector]]:
-    started: list[RunningCollector] = []
-    yield started
-    for c in started:
-        if c.proc.poll() is None:
-            c.stop(signal.SIGKILL)
-
-
-def start(started: list[RunningCollector], tmp_path: Path, *flags: str) -> RunningCollector:
-    require_bpf()
-    c = RunningCollector(tmp_path, *flags)
-    started.append(c)
-    return c
-
-
 def test_secrets_never_reach_stdout_or_a_grpc_subscriber(
-    running: list[RunningCollector], tmp_path: Path, test_cgroup: TestCgroup
+    collector: list[RunningCollector], tmp_path: Path, test_cgroup: TestCgroup
 ) -> None:
     target = f"unix://{tempfile.mkdtemp(prefix='execlog-')}/grpc.sock"  # short: sun_path limit
-    c = start(running, tmp_path, "--grpc-listen", target)
+    c = start(collector, tmp_path, "--grpc-listen", target)
     client = StreamClient(target)
     reader = client.subscribe()
     reader.wait_for(lambda r: True)  # subscribed: a checkpoint comes first
@@ -209,7 +189,7 @@ def test_exclusions_drop_and_count_real_execs_per_rule(capture: Capture) -> None
 
 
 def test_a_storm_under_a_rate_limit_is_accounted_for_exactly(
-    running: list[RunningCollector], tmp_path: Path, test_cgroup: TestCgroup
+    collector: list[RunningCollector], tmp_path: Path, test_cgroup: TestCgroup
 ) -> None:
     rate, burst, every = 50, 20, 0.5
     flags = (
@@ -220,7 +200,7 @@ def test_a_storm_under_a_rate_limit_is_accounted_for_exactly(
         "--rate-limit-summary-s",
         str(every),
     )
-    c = start(running, tmp_path, *flags)
+    c = start(collector, tmp_path, *flags)
     count, tag = 5000, f"storm-{secrets.token_hex(4)}"
     began = time.monotonic()
     result = subprocess.run(
