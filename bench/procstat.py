@@ -8,11 +8,16 @@ exited during the window (its time would be missing from the sum); then the tick
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
+import shutil
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["CpuClock", "CpuReading", "rss_bytes"]
+__all__ = ["CpuClock", "CpuReading", "rss_bytes", "thread_names"]
 
 _TICK_NS = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
 
@@ -57,3 +62,20 @@ def rss_bytes(pid: int | None = None, proc: Path = Path("/proc")) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     raise LookupError(f"no VmRSS for process {pid}")
+
+
+def thread_names(pid: int, proc: Path = Path("/proc")) -> dict[int, str]:
+    """tid -> name: Python's thread names (from `py-spy dump`, when installed), else the kernel's
+    comm, which is how gRPC's C core names its threads (event_engine, grpc_global_tim, ...)."""
+    names = {}
+    for tid in os.listdir(proc / str(pid) / "task"):
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            names[int(tid)] = (proc / str(pid) / "task" / tid / "comm").read_text().strip()
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        dump = subprocess.run(
+            [spy, "dump", "--pid", str(pid)], capture_output=True, text=True, timeout=30, check=False
+        )
+        for tid, name in re.findall(r'^Thread (\d+) \([a-z]+\): "([^"]*)"', dump.stdout, re.MULTILINE):
+            names[int(tid)] = name
+    return names

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from bench.bpfstats import ProgStats, bpf_stats_enabled, prog_stats
 from bench.pod import BenchPod
-from bench.procstat import CpuClock
+from bench.procstat import CpuClock, CpuReading, thread_names
 from bench.tracers import BpftraceRun, Delivery, ExeclogRun, Tracer
 from tests.support.build import execprobe
 
@@ -55,6 +55,7 @@ class Storm:
     rss_rest: int | None = None  # tracer RSS before the storm, bytes
     rss_after: int | None = None
     deliveries: list[Delivery] = field(default_factory=list)
+    threads_ns: dict[str, int] = field(default_factory=dict)  # thread group -> CPU over the storm
 
     @property
     def cpu_us_per_record(self) -> float | None:
@@ -102,6 +103,31 @@ def _kernel_ns(before: dict[int, ProgStats], after: dict[int, ProgStats]) -> tup
     exec_runs = [d[2] for d in delta.values() if d[0].startswith("exec_")]
     runs = sum(exec_runs) if exec_runs else sum(d[2] for d in delta.values())
     return (time_ns / runs, runs) if runs else None
+
+
+THREAD_GROUPS = ("ring reader", "JSON writer", "gRPC, Python", "gRPC, C core", "pod watcher", "other")
+
+
+def _group(name: str) -> str:
+    if name == "ring-reader":
+        return "ring reader"
+    if name == "jsonlog-writer":
+        return "JSON writer"
+    if name == "pod-watcher":
+        return "pod watcher"
+    if name.startswith("grpc_") or name.endswith("(_serve)"):
+        return "gRPC, Python"
+    if name in ("MainThread", "execlog", "python", "python3"):
+        return "other"
+    return "gRPC, C core"  # its C threads: event_engine, grpc_global_tim, lifeguard, ...
+
+
+def _by_thread(pid: int, before: CpuReading, after: CpuReading) -> dict[str, int]:
+    names = thread_names(pid)
+    groups = dict.fromkeys(THREAD_GROUPS, 0)
+    for tid, ns in after.threads_ns.items():
+        groups[_group(names.get(tid, "other"))] += ns - before.threads_ns.get(tid, 0)
+    return groups
 
 
 def _start(key: str, pod: BenchPod) -> Tracer | None:
@@ -152,6 +178,8 @@ def _one(probe: Path, pod: BenchPod, key: str, rnd: int, shape: Shape) -> Storm:
         cpu_after, stats_after, records_after = clock.read(), prog_stats(ids), tracer.records()
         result.rss_after = tracer.rss_bytes()
         result.cpu_ns = CpuClock.between(cpu, cpu_after)
+        if isinstance(tracer, ExeclogRun):
+            result.threads_ns = _by_thread(tracer.pid, cpu, cpu_after)
         kernel = _kernel_ns(stats, stats_after)
         if kernel is not None:
             result.kernel_ns = kernel[0]
