@@ -31,6 +31,7 @@ _NAMES_AT = 144
 @dataclass(frozen=True, slots=True)
 class BenchPodSpec:
     uid: str
+    name: str  # a pod keeps its name (and so its Workloads) for its whole life
     container_id: str
     cgroup_id: int  # the container's cgroup
     pod_cgroup_id: int
@@ -40,9 +41,9 @@ def make_pods(count: int, first_cgroup_id: int = 1_000_000) -> list[BenchPodSpec
     """`count` pods with one container each, and cgroup ids no other pod of this run uses."""
     return [
         BenchPodSpec(
-            str(uuid.uuid4()), secrets.token_hex(32), first_cgroup_id + 2 * i + 1, first_cgroup_id + 2 * i
+            uid, f"ws-{uid[:8]}", secrets.token_hex(32), first_cgroup_id + 2 * i + 1, first_cgroup_id + 2 * i
         )
-        for i in range(count)
+        for i, uid in enumerate(str(uuid.uuid4()) for _ in range(count))
     ]
 
 
@@ -69,21 +70,21 @@ class StaticPods:
     def set_pods(self, pods: list[BenchPodSpec]) -> None:
         models = [
             make_pod(
-                f"ws-user{i}-main",
+                p.name,
                 "coder-workspaces",
                 p.uid,
                 NODE,
                 labels={
-                    "com.coder.username": f"user{i}",
+                    "com.coder.username": p.name,
                     "com.coder.workspace.name": "main",
                     "com.coder.workspace.id": p.uid,
-                    "com.coder.user.id": f"user-{i}",
+                    "com.coder.user.id": p.uid,
                     "com.coder.organization.id": "default",
                 },
-                annotations={"com.coder.user.email": f"user{i}@coder.com"},
+                annotations={"com.coder.user.email": f"{p.name}@coder.com"},
                 containers=[("dev", f"containerd://{p.container_id}")],
             )
-            for i, p in enumerate(pods)
+            for p in pods
         ]
         entries = pod_entries(models, NODE, DEFAULT_LABELS, EVERYTHING, self.snapshot.pods)
         self.snapshot = Snapshot(pods=entries, polled=True)
