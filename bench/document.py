@@ -171,7 +171,7 @@ def document(command: str, seconds: float, sections: list[str], plot_name: str |
     ]
     for section in sections:
         title, _, body = section.partition("\n")
-        parts += [f"## {title}", body.strip("\n"), ""]
+        parts += [f"## {title}", "", body.strip("\n"), ""]
         if plot_name and title.startswith("Paced storms"):
             parts += [f"![tracer CPU per exec and loss against the exec rate]({plot_name})", ""]
     return "\n".join(parts)

@@ -56,6 +56,12 @@ class MemoryRun:
         return self.samples[-1][1]
 
     @property
+    def per_pod(self) -> float:
+        """Growth after the replay buffer filled, per pod created meanwhile (bytes)."""
+        created = (self.samples[-1][0] - self.full[0]) // CHURN_EVERY * CHURNED
+        return self.growth_after_full / created if created else 0.0
+
+    @property
     def peak(self) -> int:
         return max(rss for _, rss in self.samples)
 
@@ -164,7 +170,8 @@ def table(runs: list[MemoryRun], collector_rest: dict[str, int]) -> str:
             f"{per_record / 1024:.2f} KiB per record held) | {full_rss / mib:.1f} |",
             f"| {replay}: after {run.samples[-1][0]:,} events (peak {run.peak / mib:.1f}) "
             f"| {run.end / mib:.1f} |",
-            f"| {replay}: growth from replay-buffer-full to the end | {run.growth_after_full / mib:+.1f} |",
+            f"| {replay}: growth from replay-buffer-full to the end ({run.per_pod / 1024:.1f} KiB per pod "
+            f"that came and went meanwhile) | {run.growth_after_full / mib:+.1f} |",
         ]
     return "\n".join(lines)
 

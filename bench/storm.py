@@ -147,11 +147,8 @@ def _storm(probe: Path, pod: BenchPod, stem: str, shape: Shape) -> float:
     return float(json.loads(done.stdout)["rate"])
 
 
-def _settle(tracer: Tracer, stem: str, execs: int, timeout: float = 30.0) -> None:
-    """Until every outlet has the storm and the tracer's CPU has gone quiet (under 2% of a core)."""
-    deadline = time.monotonic() + timeout
-    while not tracer.caught_up(stem, execs) and time.monotonic() < deadline:
-        time.sleep(0.1)
+def _quiet(tracer: Tracer, deadline: float) -> None:
+    """Until the tracer's CPU has gone quiet (under 2% of a core over a quarter second)."""
     clock = CpuClock(tracer.pid)
     last = clock.read()
     while time.monotonic() < deadline:
@@ -162,6 +159,14 @@ def _settle(tracer: Tracer, stem: str, execs: int, timeout: float = 30.0) -> Non
         last = now
 
 
+def _settle(tracer: Tracer, stem: str, execs: int, timeout: float = 30.0) -> None:
+    """Until every outlet has the storm and the tracer has gone quiet."""
+    deadline = time.monotonic() + timeout
+    while not tracer.caught_up(stem, execs) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    _quiet(tracer, deadline)
+
+
 def _one(probe: Path, pod: BenchPod, key: str, rnd: int, shape: Shape) -> Storm:
     stem = f"xlb{rnd}{key}{shape.rate}"
     result = Storm(key, rnd, shape.rate, shape.parallel, shape.execs, 0.0)
@@ -170,6 +175,8 @@ def _one(probe: Path, pod: BenchPod, key: str, rnd: int, shape: Shape) -> Storm:
         result.rate = _storm(probe, pod, stem, shape)
         return result
     try:
+        # Start-up work (imports, the first kubelet poll and cgroup scan) is not the storm's.
+        _quiet(tracer, time.monotonic() + 10)
         ids, clock = tracer.prog_ids(), CpuClock(tracer.pid)
         result.rss_rest = tracer.rss_bytes()
         records, stats, cpu = tracer.records(), prog_stats(ids), clock.read()
