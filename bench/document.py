@@ -13,7 +13,7 @@ from bench.memory import MemoryRun
 from bench.pipeline import PipelineRun
 from bench.report import Summary
 
-__all__ = ["Target", "document", "machine", "targets", "targets_table"]
+__all__ = ["NOTES", "Target", "document", "machine", "targets", "targets_table"]
 
 MIB = 1 << 20
 FLAT = 0.05  # "flat": RSS grows by less than this fraction after the replay buffer is full
@@ -155,6 +155,21 @@ def machine() -> list[str]:
     ]
 
 
+NOTES = """## Reading the numbers
+
+- Tracer CPU per exec is the tracer process's CPU (all threads) from just before a storm until its
+  outlets have every record, divided by the records it handled (host execs included). It has a
+  fixed part: the collector wakes every 50 ms to drain the ring even when idle, so the figure per
+  exec falls as the exec rate rises (the paced storms and the plot).
+- The gRPC subscribers are processes on the same machine: in the full configuration their CPU
+  competes with the storm for the same cores, which is part of its lower throughput ratio.
+- Pipeline throughput counts this process's CPU only (reader, JSON writer, gRPC threads), not the
+  subscribers'. The thread table's gRPC rows are the serving threads; the reader's publish stage
+  includes encoding each record for gRPC once.
+- Memory: the replay buffer holds encoded records by design; its size is `--grpc-replay`.
+"""
+
+
 def document(command: str, seconds: float, sections: list[str], plot_name: str | None) -> str:
     parts = [
         "# execlog benchmarks",
@@ -174,4 +189,4 @@ def document(command: str, seconds: float, sections: list[str], plot_name: str |
         parts += [f"## {title}", "", body.strip("\n"), ""]
         if plot_name and title.startswith("Paced storms"):
             parts += [f"![tracer CPU per exec and loss against the exec rate]({plot_name})", ""]
-    return "\n".join(parts)
+    return "\n".join([*parts, NOTES])
