@@ -6,7 +6,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-DEB_PACKAGES := clang llvm libbpf-dev libbpf1 bpftool runc busybox-static gcc make shellcheck
+DEB_PACKAGES := clang llvm libbpf-dev libbpf1 bpftool runc busybox-static gcc make shellcheck bpftrace
 BPF_ARCH := $(shell uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/')
 MULTIARCH := $(shell gcc -print-multiarch 2>/dev/null || echo "$$(uname -m)-linux-gnu")
 BPF_OBJ := bpf/exec.bpf.o
@@ -18,7 +18,7 @@ help:
 	@echo "make run      install, then run the collector in standalone mode (logs every exec on this host)"
 	@echo "make test     install, then ruff, mypy and pytest"
 	@echo "make install  Debian packages, .venv, $(BPF_OBJ), the gRPC stubs in $(PROTO_DIR) (idempotent)"
-	@echo "make bench    benchmarks that print tables (not part of make test)"
+	@echo "make bench    benchmarks: print the tables, rewrite BENCHMARKS.md (not part of make test)"
 	@echo "make image    the collector's container image (Dockerfile; needs docker or podman)"
 
 install: deb venv bpf proto
@@ -70,8 +70,9 @@ lint: install
 test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# Prints every table and rewrites BENCHMARKS.md and BENCHMARKS.png; ARGS="--only storm" etc.
 bench: install
-	$(BIN)/python -m bench $(ARGS)
+	$(BIN)/python -m bench --write BENCHMARKS.md $(ARGS)
 
 IMAGE ?= execlog:0.1.0
 IMAGE_TOOL ?= $(shell command -v docker || command -v podman)

@@ -23,9 +23,10 @@ from collector.listen import parse_listen
 from collector.outlets.grpc import Broker, GrpcService
 from collector.policy import ExecRecord
 
-__all__ = ["Fanout", "measure", "table"]
+__all__ = ["CLIENT", "Fanout", "measure", "table"]
 
-_CLIENT = """
+# A subscriber process: prints ready, reads exec records until it has argv[2], prints the count.
+CLIENT = """
 import sys, grpc
 from collector._proto.execlog.v1 import execlog_pb2 as pb
 channel = grpc.insecure_channel(sys.argv[1])
@@ -85,7 +86,7 @@ def measure(records: int = 50_000, subscribers: int = 2, max_batch: int = 0, bat
     service.start()
     clients = [
         subprocess.Popen(
-            [sys.executable, "-c", _CLIENT, service.address, str(sent), str(max_batch)],
+            [sys.executable, "-c", CLIENT, service.address, str(sent), str(max_batch)],
             stdout=subprocess.PIPE,
             text=True,
         )

@@ -190,6 +190,9 @@ def test_exec_of_a_non_executable_file_exits_127(probe: Path, tmp_path: Path) ->
         ["storm", "10", "/bin/true"],
         ["storm", "ten", "/bin/true", "t"],
         ["storm", "10", "/bin/true", "t", "0"],
+        ["storm", "10", "/bin/true", "t", "1", "fast"],
+        ["storm", "10", "/bin/true", "t", "1", "-5"],
+        ["storm", "10", "/bin/true", "t", "1", "5", "extra"],
     ],
 )
 def test_usage_errors_exit_2(probe: Path, args: list[str]) -> None:
@@ -227,6 +230,17 @@ def test_storm_defaults_to_one_at_a_time(probe: Path) -> None:
     proc = run(probe, "storm", "50", "/bin/true", "t")
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["count"] == 50
+
+
+def test_a_paced_storm_never_runs_ahead_of_its_rate(probe: Path) -> None:
+    # Spawn i starts no earlier than i/RATE s after the first, so 41 spawns at 200/s take at least
+    # 0.2 s however fast the machine is; RATE 0 is the unpaced storm.
+    proc = run(probe, "storm", "41", "/bin/true", "t", "2", "200")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["count"] == 41
+    assert report["seconds"] >= 0.2
+    assert run(probe, "storm", "5", "/bin/true", "t", "1", "0").returncode == 0
 
 
 def test_storm_counts_failed_spawns_and_nonzero_children(probe: Path, tmp_path: Path) -> None:

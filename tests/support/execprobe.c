@@ -52,9 +52,11 @@ static const char usage_text[] =
     "  comm  NAME MODE ...      prctl(PR_SET_NAME, NAME), then MODE\n"
     "  setid UID GID MODE ...   setgroups(0), setgid(GID), setuid(UID), then MODE\n"
     "exec storm:\n"
-    "  storm COUNT PATH TAG [PARALLEL]\n"
+    "  storm COUNT PATH TAG [PARALLEL [RATE]]\n"
     "                           posix_spawn `PATH TAG-<i>` for i in 0..COUNT-1, PARALLEL (default 1)\n"
-    "                           at a time, children's stdout/stderr to /dev/null; prints one JSON line\n"
+    "                           at a time, children's stdout/stderr to /dev/null; with RATE > 0 (execs\n"
+    "                           per second, default 0: as fast as possible) spawn i starts no earlier\n"
+    "                           than i/RATE seconds after the first; prints one JSON line\n"
     "                           {\"count\", \"failed\" (spawns that failed), \"nonzero\" (children that\n"
     "                           exited non-zero or by a signal), \"seconds\", \"rate\" (execs/s)}\n"
     "\n"
@@ -181,16 +183,30 @@ static double now_seconds(void) {
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* Sleep until the CLOCK_MONOTONIC time `when` (seconds); an absolute deadline, so the pace does
+ * not drift with the time each spawn takes. A paced storm's exec rate is then RATE as long as the
+ * machine can keep up, and its `rate` falls short of RATE when it cannot. */
+static void pace(double when) {
+    struct timespec ts;
+    ts.tv_sec = (time_t)when;
+    ts.tv_nsec = (long)((when - (double)ts.tv_sec) * 1e9);
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR) {
+    }
+}
+
 static int do_storm(int argc, char **argv) {
-    /* argv: storm COUNT PATH TAG [PARALLEL] */
-    if (argc != 4 && argc != 5)
-        return usage("storm needs COUNT PATH TAG [PARALLEL]");
+    /* argv: storm COUNT PATH TAG [PARALLEL [RATE]] */
+    if (argc < 4 || argc > 6)
+        return usage("storm needs COUNT PATH TAG [PARALLEL [RATE]]");
     unsigned long count = 0;
     unsigned long parallel = 1;
+    unsigned long rate_target = 0;
     if (parse_ulong(argv[1], LONG_MAX, &count) != 0)
         return usage("storm: COUNT must be a non-negative integer");
-    if (argc == 5 && (parse_ulong(argv[4], 1UL << 20, &parallel) != 0 || parallel == 0))
+    if (argc >= 5 && (parse_ulong(argv[4], 1UL << 20, &parallel) != 0 || parallel == 0))
         return usage("storm: PARALLEL must be a positive integer");
+    if (argc == 6 && parse_ulong(argv[5], 100000000UL, &rate_target) != 0)
+        return usage("storm: RATE must be a non-negative integer (execs per second, 0: unpaced)");
     char *path = argv[2];
     const char *tag = argv[3];
 
@@ -213,6 +229,8 @@ static int do_storm(int argc, char **argv) {
     double start = now_seconds();
     for (unsigned long i = 0; i < count || in_flight > 0;) {
         if (i < count && in_flight < parallel) {
+            if (rate_target > 0)
+                pace(start + (double)i / (double)rate_target);
             snprintf(tag_arg, tag_size, "%s-%lu", tag, i);
             char *child_argv[] = {path, tag_arg, NULL};
             pid_t pid;
