@@ -156,8 +156,9 @@ OPTIONS: tuple[Option, ...] = (
         "ring_size",
         "capture",
         parse_size,
-        8 << 20,
-        "kernel ring buffer size, a power of two (events that find it full are counted as lost)",
+        4 << 20,
+        "kernel ring buffer size, a power of two (events that find it full are counted as lost); "
+        "it counts twice in resident memory, as libbpf maps it twice for records that wrap",
         "SIZE",
     ),
     Option(

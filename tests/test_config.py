@@ -19,7 +19,7 @@ def args(*argv: str) -> argparse.Namespace:
 def test_defaults() -> None:
     config = build_config(args(), environ={})
     assert config.capture.argv_cap == 32768
-    assert config.capture.ring_size == 8 << 20
+    assert config.capture.ring_size == 4 << 20
     assert config.capture.exec_hook == "auto"
     assert config.capture.bpf_object.name == "exec.bpf.o"
     assert config.output.node_name  # the host name

@@ -171,3 +171,17 @@ def test_batches_stay_near_one_mebibyte_and_decode_in_order() -> None:
     assert all(len(b) > (1 << 20) - item for b in batches[:-1])  # each one as full as it fits
     decoded = [r for b in batches for r in decode_all(parse(b))]
     assert [r.entry.seq for r in decoded if isinstance(r.entry, Item)] == list(range(1, 3001))
+
+
+def test_a_containers_records_share_one_part_and_parse_whole() -> None:
+    encoder = Encoder(STREAM, "node-1")
+    first, second = exec_record(), exec_record()
+    own1, shared1 = encoder.exec_parts(1, first)
+    own2, shared2 = encoder.exec_parts(2, second)
+    assert shared1 is shared2  # held once by the replay buffer, whatever the count of records
+    assert parse(own1 + shared1).exec.seq == 1
+    assert parse(own2 + shared2) == parse(encoder.exec(2, second))
+    other = exec_record(Workload("node-1", "other", "p", "u", "c", "id", labels={"username": "zac"}))
+    _, shared3 = encoder.exec_parts(3, other)
+    assert shared3 is not shared1
+    assert dict(parse(b"".join(encoder.exec_parts(3, other))).exec.labels) == {"username": "zac"}

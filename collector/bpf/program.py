@@ -73,7 +73,7 @@ def privileged() -> bool:
 class ProgramOptions:
     object_path: Path
     argv_cap: int = 32768
-    ring_size: int = 8 << 20
+    ring_size: int = 4 << 20
     # -1 tracks cgroup v2; otherwise the ssid of the v1 controller whose hierarchy is tracked.
     cgroup_subsys_idx: int = -1
     # When set, only tasks under one of these cgroup ids (inode numbers) are recorded.

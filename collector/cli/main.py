@@ -51,7 +51,7 @@ def parser() -> argparse.ArgumentParser:
         "and detach the exec program. Exit status 0 when the node can run execlog, 1 when not.",
     )
     add_flags(check)
-    from collector.cli.tail import TAIL_DESCRIPTION, TAIL_EPILOG, add_tail_flags
+    from collector.cli.tailflags import TAIL_DESCRIPTION, TAIL_EPILOG, add_tail_flags
 
     tail = sub.add_parser(
         "tail",

@@ -5,7 +5,10 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
+from collections.abc import Callable
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from collector.bpf.hierarchy import Hierarchy, HierarchyError, resolve_hierarchy
 from collector.bpf.libbpf import LibbpfError
@@ -15,11 +18,12 @@ from collector.cli.kubernetes import KubernetesMode, SetupError, kubernetes_mode
 from collector.cli.pipeline import Pipeline
 from collector.config import Config
 from collector.hub import Hub
-from collector.metrics import Metrics, MetricsError, MetricsServer
-from collector.metrics.core import core_readings, kubernetes_readings, policy_readings, subscriber_readings
-from collector.outlets.grpc import Broker, GrpcService, ServeError, TlsFiles
 from collector.outlets.jsonlog import JsonLogOutlet
 from collector.policy import build_policy
+
+if TYPE_CHECKING:
+    from collector.metrics import Metrics, MetricsServer
+    from collector.outlets.grpc import GrpcService
 
 __all__ = ["Collector", "FatalError", "program_options", "run"]
 
@@ -92,7 +96,7 @@ class Collector:
             enricher = self.kubernetes.enricher if self.kubernetes is not None else None
             self.policy = build_policy(config.policy)
             self.pipeline = Pipeline(self.hub, enricher=enricher, policy=self.policy)
-            self.metrics = Metrics()
+            self.metrics: Metrics | None = None
             self._serve(config)
         except SetupError as exc:
             self._close_servers()
@@ -107,48 +111,63 @@ class Collector:
     def _serve(self, config: Config) -> None:
         """The gRPC stream and the metrics endpoint, when configured. Other rooms add their
         metrics here: self.metrics.add(Reading(...))."""
-        losses = {"jsonlog": lambda: self.jsonlog.lost}
         grpc_config = config.grpc
+        if grpc_config.grpc_listen is None and config.metrics.metrics_listen is None:
+            return  # nothing reads the counters but the stop line
+        # Imported only now: gRPC and prometheus_client weigh ~30 MiB of resident memory, for
+        # nothing in a collector that serves neither.
+        from collector.metrics import Metrics, MetricsError, MetricsServer
+        from collector.metrics.core import core_readings, kubernetes_readings, policy_readings
+
+        self.metrics = metrics = Metrics()
+        losses = {"jsonlog": lambda: self.jsonlog.lost}
         if grpc_config.grpc_listen is not None:
-            broker = Broker(
-                self.hub.stream_id,
-                config.output.node_name,
-                replay_capacity=grpc_config.grpc_replay,
-                queue_capacity=grpc_config.grpc_subscriber_queue,
-                max_subscribers=grpc_config.grpc_max_subscribers,
-            )
-            tls = None
-            if grpc_config.grpc_tls_cert is not None and grpc_config.grpc_tls_key is not None:
-                tls = TlsFiles(
-                    grpc_config.grpc_tls_cert, grpc_config.grpc_tls_key, grpc_config.grpc_client_ca
-                )
-            try:
-                self.grpc = GrpcService(
-                    broker,
-                    grpc_config.grpc_listen,
-                    tls,
-                    counters=self.metrics.flat,
-                    health_listen=grpc_config.grpc_health_listen,
-                )
-            except ServeError as exc:
-                raise FatalError(str(exc)) from exc
-            self.hub.add_outlet(self.grpc)
-            losses["grpc"] = lambda: broker.lost
-            self.metrics.add(*subscriber_readings(broker))
+            losses["grpc"] = self._serve_grpc(config, metrics)
         misses = None
         if self.kubernetes is not None:
             enricher_counters = self.kubernetes.enricher.counters
             misses = lambda: enricher_counters.unresolved  # noqa: E731
-            self.metrics.add(*kubernetes_readings(self.kubernetes.counters))
-        self.metrics.add(
+            metrics.add(*kubernetes_readings(self.kubernetes.counters))
+        metrics.add(
             *core_readings(self.program, self.pipeline.counters, lambda: self.hub.last_seq, losses, misses)
         )
-        self.metrics.add(*policy_readings(self.policy.counters))
+        metrics.add(*policy_readings(self.policy.counters))
         if config.metrics.metrics_listen is not None:
             try:
-                self.metrics_server = MetricsServer(config.metrics.metrics_listen, self.metrics)
+                self.metrics_server = MetricsServer(config.metrics.metrics_listen, metrics)
             except MetricsError as exc:
                 raise FatalError(str(exc)) from exc
+
+    def _serve_grpc(self, config: Config, metrics: Metrics) -> Callable[[], int]:
+        """Start the gRPC outlet; returns its loss counter."""
+        from collector.metrics.core import subscriber_readings
+        from collector.outlets.grpc import Broker, GrpcService, ServeError, TlsFiles
+
+        grpc_config = config.grpc
+        assert grpc_config.grpc_listen is not None
+        broker = Broker(
+            self.hub.stream_id,
+            config.output.node_name,
+            replay_capacity=grpc_config.grpc_replay,
+            queue_capacity=grpc_config.grpc_subscriber_queue,
+            max_subscribers=grpc_config.grpc_max_subscribers,
+        )
+        tls = None
+        if grpc_config.grpc_tls_cert is not None and grpc_config.grpc_tls_key is not None:
+            tls = TlsFiles(grpc_config.grpc_tls_cert, grpc_config.grpc_tls_key, grpc_config.grpc_client_ca)
+        try:
+            self.grpc = GrpcService(
+                broker,
+                grpc_config.grpc_listen,
+                tls,
+                counters=metrics.flat,
+                health_listen=grpc_config.grpc_health_listen,
+            )
+        except ServeError as exc:
+            raise FatalError(str(exc)) from exc
+        self.hub.add_outlet(self.grpc)
+        metrics.add(*subscriber_readings(broker))
+        return lambda: broker.lost
 
     def _close_servers(self, timeout: float = 1.0) -> None:
         if self.grpc is not None:
@@ -165,9 +184,16 @@ class Collector:
         program, pipeline = self.program, self.pipeline
         interval = self.config.capture.drain_interval_ms
         try:
+            next_count = 0.0
             while not self._stop.is_set():
                 pipeline.process(program.read(interval))
-                pipeline.account_kernel(program.counters())
+                # Loss can only happen while the ring is full, so its counters need no reading at
+                # every drain: once a second bounds how late a gap record comes, and each read is
+                # a syscall that dominated the cost of an idle collector.
+                now = time.monotonic()
+                if now >= next_count:
+                    pipeline.account_kernel(program.counters())
+                    next_count = now + 1.0
                 pipeline.tick()
             # Whatever the kernel recorded before the stop is still delivered.
             pipeline.process(program.read(0))

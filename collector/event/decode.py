@@ -90,7 +90,7 @@ class Decoder:
 
     __slots__ = ("_ancestors", "_cache_size", "_comms", "_names")
 
-    def __init__(self, cache_size: int = 4096) -> None:
+    def __init__(self, cache_size: int = 1024) -> None:
         self._cache_size = cache_size
         self._names: dict[bytes, tuple[str, str]] = {}
         self._comms: dict[bytes, str] = {}

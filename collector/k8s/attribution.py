@@ -28,7 +28,7 @@ from collector.k8s.workload import Workload
 
 __all__ = ["EnricherCounters", "PodEnricher", "PodSource"]
 
-_CACHE_MAX: Final = 65536  # cgroups remembered; past this the caches start again (cheaply)
+_CACHE_MAX: Final = 8192  # cgroups remembered (a node has hundreds); past this the caches start again
 
 
 class PodSource(Protocol):
@@ -247,10 +247,12 @@ class PodEnricher:
 
     def _new_snapshot(self, snap: Snapshot, out: list[Attributed]) -> None:
         self._snap = snap
+        # Results of older snapshots can no longer be used, and each one pins its snapshot, with
+        # every pod of the node in it: keeping them grew memory with every pod that came and went.
+        self._results = {}
+        self._workloads = {r: w for r, w in self._workloads.items() if r.pod_uid in snap.pods}
         if self._pending:
             self._retry(snap, out)
-        if len(self._workloads) > len(snap.pods) * 4 + 1024:
-            self._workloads = {r: w for r, w in self._workloads.items() if r.pod_uid in snap.pods}
 
     def _retry(self, snap: Snapshot, out: list[Attributed]) -> None:
         """Let out, in order, every held event that this snapshot settles."""

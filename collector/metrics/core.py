@@ -7,13 +7,15 @@ theirs beside these in the Collector's wiring (see readings.py).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from collector.bpf.program import KernelCounters
 from collector.cli.pipeline import PipelineCounters
 from collector.metrics.readings import Reading, Value
-from collector.outlets.grpc import Broker
 from collector.policy import PolicyCounters
+
+if TYPE_CHECKING:  # the gRPC outlet is imported only when it is configured (it weighs ~20 MiB)
+    from collector.outlets.grpc import Broker
 
 __all__ = [
     "KernelSide",

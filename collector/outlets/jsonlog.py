@@ -34,7 +34,7 @@ log = logging.getLogger("execlog.jsonlog")
 _NEWLINE = orjson.OPT_APPEND_NEWLINE
 
 
-_CACHE_LIMIT = 4096
+_CACHE_LIMIT = 1024  # workloads (containers) whose JSON is kept; more than a node runs
 
 
 class JsonFormatter:

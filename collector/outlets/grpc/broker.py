@@ -36,17 +36,27 @@ log = logging.getLogger("execlog.grpc")
 _NAME_MAX = 64
 _BATCH_MAX = 4096  # a client may ask for fewer records per response, not more
 _REPLAY_CHUNK = 512  # replayed records handed on at a time
+_BINARIES_MAX = 4096  # distinct binaries whose filter tuple is shared
 
 
 @dataclass(slots=True)
 class Entry:
-    """One record, encoded, with what filters look at. Shared by the buffer and every queue."""
+    """One record, encoded, with what filters look at. Shared by the buffer and every queue.
+
+    The serialized response is `own + shared`: `shared` is one bytes object per container that
+    all its records reference, so that the replay buffer holds a container's labels and cgroup
+    names once rather than in each of its records."""
 
     seq: int
-    data: bytes
+    own: bytes
+    shared: bytes = b""
     workload: Workload | None = None
     binaries: tuple[str, ...] = ()
     gap: bool = False  # gaps pass every filter
+
+    @property
+    def data(self) -> bytes:
+        return self.own + self.shared if self.shared else self.own
 
 
 class SubscribeError(Exception):
@@ -187,17 +197,30 @@ class Broker:
         self._left = threading.Condition(self._lock)
         # What subscribers that have gone lost, for the outlet's total.
         self._gone_lost = 0
+        self._binaries: dict[str, tuple[str, ...]] = {}
 
     # -- the publisher's side -------------------------------------------------------------------
 
     def _entry(self, item: Item) -> Entry:
         record = item.record
-        data = self.encoder.item(item)
         if isinstance(record, ExecRecord):
-            return Entry(item.seq, data, record.workload, (record.event.filename,))
+            own, shared = self.encoder.exec_parts(item.seq, record)
+            return Entry(item.seq, own, shared, record.workload, self._binary(record.event.filename))
+        data = self.encoder.item(item)
         if isinstance(record, SuppressedRecord):
-            return Entry(item.seq, data, record.workload, tuple(name for name, _ in record.top_binaries))
+            return Entry(
+                item.seq, data, workload=record.workload, binaries=tuple(n for n, _ in record.top_binaries)
+            )
         return Entry(item.seq, data, gap=True)
+
+    def _binary(self, filename: str) -> tuple[str, ...]:
+        """One tuple per binary for the filters, shared by its records (a node runs few)."""
+        binaries = self._binaries.get(filename)
+        if binaries is None:
+            if len(self._binaries) >= _BINARIES_MAX:
+                self._binaries.clear()
+            binaries = self._binaries[filename] = (filename,)
+        return binaries
 
     def publish(self, items: Sequence[Item]) -> None:
         if not items:

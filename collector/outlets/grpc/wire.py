@@ -43,7 +43,7 @@ __all__ = [
 ]
 
 _NS: Final = 1_000_000_000
-_CACHE_MAX: Final = 4096  # workloads whose encoded part is kept; far more than a node runs
+_CACHE_MAX: Final = 1024  # containers or workloads whose encoded parts are kept; more than a node runs
 
 # The enum value of each JSON reason string; the names match (REASON_KERNEL_RING_FULL).
 REASONS: Final[Mapping[str, int]] = {
@@ -140,7 +140,7 @@ class Encoder:
         # id(workload) -> (workload, its encoded labels and Kubernetes block). The workload is
         # kept alive by the entry, so its id cannot be reused while cached.
         self._workloads: dict[int, tuple[Workload, bytes]] = {}
-        self._cgroups: dict[tuple[int, str, str, int, int], bytes] = {}
+        self._shared_parts: dict[tuple[int, str, str, int, int, int], tuple[Workload | None, bytes]] = {}
         self._second, self._second_field = -1, b""  # Timestamp.seconds, encoded once a second
 
     def _workload_part(self, workload: Workload | None) -> bytes:
@@ -163,26 +163,34 @@ class Encoder:
             return self.suppressed(item.seq, record)
         return self.gap(record, item.seq)
 
-    def _cgroup_part(self, ev: ExecEvent) -> bytes:
-        """Process fields that a container's execs share, serialized once per container."""
-        key = (ev.cgroup_id, ev.cgroup_name, ev.parent_cgroup_name, ev.pid_ns, ev.mnt_ns)
-        part = self._cgroups.get(key)
-        if part is None:
-            if len(self._cgroups) >= _CACHE_MAX:
-                self._cgroups.clear()
-            part = self._cgroups[key] = pb.Process(
-                cgroup_id=ev.cgroup_id,
-                cgroup=ev.cgroup_name,
-                parent_cgroup=ev.parent_cgroup_name,
-                pid_ns=ev.pid_ns,
-                mnt_ns=ev.mnt_ns,
-            ).SerializeToString()
+    def _shared(self, ev: ExecEvent, workload: Workload | None) -> bytes:
+        """The part of an exec's message that its container's other execs share: a second
+        `process` field with the cgroup and namespace fields (protobuf merges repeated message
+        fields), the stream's constants, and the workload's labels and Kubernetes block. One bytes
+        object per container, referenced by every one of its records in the replay buffer."""
+        key = (ev.cgroup_id, ev.cgroup_name, ev.parent_cgroup_name, ev.pid_ns, ev.mnt_ns, id(workload))
+        cached = self._shared_parts.get(key)
+        if cached is not None and cached[0] is workload:
+            return cached[1]
+        if len(self._shared_parts) >= _CACHE_MAX:
+            self._shared_parts.clear()
+        cgroup = pb.Process(
+            cgroup_id=ev.cgroup_id,
+            cgroup=ev.cgroup_name,
+            parent_cgroup=ev.parent_cgroup_name,
+            pid_ns=ev.pid_ns,
+            mnt_ns=ev.mnt_ns,
+        ).SerializeToString()
+        part = b"\x32" + _varint(len(cgroup)) + cgroup + self._constant + self._workload_part(workload)
+        self._shared_parts[key] = (workload, part)  # the workload is kept: its id stays unique
         return part
 
-    def exec(self, seq: int, record: ExecRecord) -> bytes:
+    def exec_parts(self, seq: int, record: ExecRecord) -> tuple[bytes, bytes]:
+        """The response for an exec as (its own bytes, the bytes its container shares): their
+        concatenation is the serialized SubscribeResponse."""
         # A message's serialized fields may be concatenated in any order, and a message object
         # costs ~7k instructions to build. So only Process's per-exec fields go through protobuf;
-        # seq and time are written as varints, and the per-container parts are cached bytes.
+        # seq and time are written as varints, and the per-container part is cached.
         ev, argv = record.event, record.argv
         process = pb.Process(
             filename=ev.filename,
@@ -199,12 +207,12 @@ class Encoder:
             argc=ev.argc,
             argv_bytes=ev.argv_size,
             non_utf8=ev.non_utf8,
-        ).SerializeToString() + self._cgroup_part(ev)
+        ).SerializeToString()
         seconds, nanos = divmod(ev.time_ns, _NS)
         if seconds != self._second:
             self._second, self._second_field = seconds, b"\x08" + _varint(seconds)
         time = self._second_field + b"\x10" + _varint(nanos)
-        body = b"".join(
+        own = b"".join(
             (
                 b"\x08",  # ExecEvent.seq
                 _varint(seq),
@@ -215,11 +223,15 @@ class Encoder:
                 _varint(len(process)),
                 process,
                 pb.ExecEvent(redacted=record.redactions).SerializeToString() if record.redactions else b"",
-                self._constant,
-                self._workload_part(record.workload),
             )
         )
-        return _wrap(_EXEC_KEY, body)
+        shared = self._shared(ev, record.workload)
+        # SubscribeResponse.exec's length prefix covers both parts, so it goes in front of the own.
+        return _EXEC_KEY + _varint(len(own) + len(shared)) + own, shared
+
+    def exec(self, seq: int, record: ExecRecord) -> bytes:
+        own, shared = self.exec_parts(seq, record)
+        return own + shared
 
     def suppressed(self, seq: int, record: SuppressedRecord) -> bytes:
         workload = record.workload
