@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import threading
 import time
@@ -233,3 +234,13 @@ def test_redacted_records_name_the_rules() -> None:
     assert fields["cmdline"] == "curl -H Authorization: Bearer ****"
     assert fields["event"]["argv"] == ["curl", "-H", "Authorization: Bearer ****"]
     assert fields["redacted"] == ["authorization_header"]
+
+
+def test_a_workloads_cached_json_goes_with_the_workload() -> None:
+    fmt = JsonFormatter(STREAM)
+    workload = Workload("n", "ns", "pod", "uid", "c", "id", labels={"username": "zac"})
+    fmt.line(exec_item(1, workload=workload))
+    assert len(fmt._workloads) == 1
+    del workload  # the pod left and its last record went: nothing may keep its JSON
+    gc.collect()
+    assert len(fmt._workloads) == 0

@@ -2,12 +2,13 @@
 
 from collector.k8s.enricher import Attributed, Enricher, Standalone
 from collector.k8s.selector import EVERYTHING, Requirement, Selector, SelectorError, parse_selector
-from collector.k8s.workload import Workload
+from collector.k8s.workload import PerWorkload, Workload
 
 __all__ = [
     "EVERYTHING",
     "Attributed",
     "Enricher",
+    "PerWorkload",
     "Requirement",
     "Selector",
     "SelectorError",

@@ -251,6 +251,7 @@ class PodEnricher:
         # every pod of the node in it: keeping them grew memory with every pod that came and went.
         self._results = {}
         self._workloads = {r: w for r, w in self._workloads.items() if r.pod_uid in snap.pods}
+        self._refs = {cid: r for cid, r in self._refs.items() if r.pod_uid in snap.pods}
         if self._pending:
             self._retry(snap, out)
 

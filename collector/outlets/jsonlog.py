@@ -24,7 +24,7 @@ from typing import Any
 import orjson
 
 from collector.hub import OUTLET_QUEUE_FULL, Gap, Item
-from collector.k8s import Workload
+from collector.k8s import PerWorkload, Workload
 from collector.policy import ExecRecord, SuppressedRecord
 
 __all__ = ["JsonFormatter", "JsonLogOutlet"]
@@ -44,9 +44,8 @@ class JsonFormatter:
         self.stream_id = stream_id
         self._second = -1
         self._second_text = ""
-        # id(workload) -> (workload, labels, kubernetes block), pre-serialised once per container;
-        # the workload is kept so that its id cannot be reused while the entry lives.
-        self._workloads: dict[int, tuple[Workload, orjson.Fragment, orjson.Fragment]] = {}
+        # Each workload's labels and kubernetes block, serialised once per container.
+        self._workloads: PerWorkload[tuple[orjson.Fragment, orjson.Fragment]] = PerWorkload(_CACHE_LIMIT)
 
     def ts(self, time_ns: int) -> str:
         """RFC 3339 in UTC with nanoseconds, e.g. 2022-02-28T20:29:38.038452202Z."""
@@ -71,16 +70,16 @@ class JsonFormatter:
         return orjson.dumps(self.document(item), option=_NEWLINE)
 
     def _workload_json(self, workload: Workload) -> tuple[orjson.Fragment, orjson.Fragment]:
-        cached = self._workloads.get(id(workload))
-        if cached is None or cached[0] is not workload:
-            if len(self._workloads) >= _CACHE_LIMIT:
-                self._workloads = {}
-            cached = self._workloads[id(workload)] = (
+        cached = self._workloads.get(workload)
+        if cached is None:
+            cached = self._workloads.put(
                 workload,
-                orjson.Fragment(orjson.dumps(workload.labels)),
-                orjson.Fragment(orjson.dumps(_kubernetes(workload))),
+                (
+                    orjson.Fragment(orjson.dumps(workload.labels)),
+                    orjson.Fragment(orjson.dumps(_kubernetes(workload))),
+                ),
             )
-        return cached[1], cached[2]
+        return cached
 
     def _exec(self, record: ExecRecord, seq: int) -> dict[str, Any]:
         ev = record.event
@@ -178,10 +177,13 @@ class JsonLogOutlet:
         on_fatal: Callable[[BaseException], None] | None = None,
     ) -> None:
         self._fd = fd
+        # One formatter per thread: their caches are not shared. The publisher's thread formats
+        # the records; the writer's formats only the gap lines it has to insert.
         self._format = JsonFormatter(stream_id)
+        self._format_gaps = JsonFormatter(stream_id)
         self._capacity = capacity
         self._on_fatal = on_fatal
-        self._queue: collections.deque[Item | Gap] = collections.deque()
+        self._queue: collections.deque[bytes | Gap] = collections.deque()  # lines, and gaps to write
         self._pending_gap: Gap | None = None
         self._cond = threading.Condition()
         self._closing = False
@@ -194,15 +196,20 @@ class JsonLogOutlet:
 
     def publish(self, items: Sequence[Item]) -> None:
         with self._cond:
-            room = self._capacity - len(self._queue)
-            if self._broken:
-                room = 0
-            accepted = items[: max(room, 0)]
-            if accepted:
+            room = 0 if self._broken else max(self._capacity - len(self._queue), 0)
+        # Only the writer takes from the queue meanwhile, so the room can only have grown.
+        accepted = items[:room]
+        # Formatted here, on the publisher's thread, so that the writer's thread only writes bytes
+        # (os.write releases the GIL): two threads busy in Python at once cost far more than the
+        # sum of their work, in hand-overs of the GIL.
+        line = self._format.line
+        lines = [line(item) for item in accepted]
+        with self._cond:
+            if lines:
                 if self._pending_gap is not None:
                     self._queue.append(self._pending_gap)
                     self._pending_gap = None
-                self._queue.extend(accepted)
+                self._queue.extend(lines)
             if len(accepted) < len(items):
                 self._drop(items[len(accepted) :])
             self._cond.notify()
@@ -221,7 +228,7 @@ class JsonLogOutlet:
             with self._cond:
                 while not self._queue and self._pending_gap is None and not self._closing:
                     self._cond.wait()
-                batch: list[Item | Gap] = list(self._queue)
+                batch: list[bytes | Gap] = list(self._queue)
                 self._queue.clear()
                 if not batch and self._pending_gap is not None:
                     batch, self._pending_gap = [self._pending_gap], None
@@ -229,7 +236,8 @@ class JsonLogOutlet:
                     return
                 self._inflight = len(batch)
             try:
-                data = b"".join([self._format.line(entry) for entry in batch])
+                gap_line = self._format_gaps.line
+                data = b"".join([e if isinstance(e, bytes) else gap_line(e) for e in batch])
                 self._write(data)
             except OSError as exc:
                 self._fail(exc, batch)
@@ -251,11 +259,11 @@ class JsonLogOutlet:
                 continue
             view = view[n:]
 
-    def _fail(self, exc: OSError, batch: list[Item | Gap]) -> None:
+    def _fail(self, exc: OSError, batch: list[bytes | Gap]) -> None:
         with self._cond:
             self._broken = True
-            dropped = sum(1 for entry in batch if isinstance(entry, Item)) + sum(
-                1 for entry in self._queue if isinstance(entry, Item)
+            dropped = sum(1 for entry in batch if isinstance(entry, bytes)) + sum(
+                1 for entry in self._queue if isinstance(entry, bytes)
             )
             self.lost += dropped
             self._queue.clear()
@@ -271,7 +279,7 @@ class JsonLogOutlet:
         self._thread.join(timeout)
         if self._thread.is_alive():
             with self._cond:
-                left = sum(1 for entry in self._queue if isinstance(entry, Item))
+                left = sum(1 for entry in self._queue if isinstance(entry, bytes))
             log.error("stdout did not take the last %d records within %.1fs; they are lost", left, timeout)
             with self._cond:
                 self.lost += left

@@ -28,7 +28,7 @@ from collector.hub import (
     Gap,
     Item,
 )
-from collector.k8s import Workload
+from collector.k8s import PerWorkload, Workload
 from collector.policy import ExecRecord, SuppressedRecord
 
 __all__ = [
@@ -43,6 +43,7 @@ __all__ = [
 ]
 
 _NS: Final = 1_000_000_000
+_CgroupKey = tuple[int, str, str, int, int]
 _CACHE_MAX: Final = 1024  # containers or workloads whose encoded parts are kept; more than a node runs
 
 # The enum value of each JSON reason string; the names match (REASON_KERNEL_RING_FULL).
@@ -137,22 +138,20 @@ class Encoder:
         self.stream_id = stream_id
         self.node = node
         self._constant = pb.ExecEvent(stream_id=stream_id, node=node).SerializeToString()
-        # id(workload) -> (workload, its encoded labels and Kubernetes block). The workload is
-        # kept alive by the entry, so its id cannot be reused while cached.
-        self._workloads: dict[int, tuple[Workload, bytes]] = {}
-        self._shared_parts: dict[tuple[int, str, str, int, int, int], tuple[Workload | None, bytes]] = {}
+        # Per workload (dropped with it): its encoded labels and Kubernetes block, and its
+        # containers' shared parts by cgroup. Standalone records have no workload.
+        self._workloads: PerWorkload[bytes] = PerWorkload(_CACHE_MAX)
+        self._shared_parts: PerWorkload[dict[_CgroupKey, bytes]] = PerWorkload(_CACHE_MAX)
+        self._standalone_parts: dict[_CgroupKey, bytes] = {}
         self._second, self._second_field = -1, b""  # Timestamp.seconds, encoded once a second
 
     def _workload_part(self, workload: Workload | None) -> bytes:
         if workload is None:
             return b""
-        cached = self._workloads.get(id(workload))
-        if cached is not None and cached[0] is workload:
-            return cached[1]
-        if len(self._workloads) >= _CACHE_MAX:
-            self._workloads.clear()
-        part = pb.ExecEvent(labels=dict(workload.labels), kubernetes=kubernetes(workload)).SerializeToString()
-        self._workloads[id(workload)] = (workload, part)
+        part = self._workloads.get(workload)
+        if part is None:
+            message = pb.ExecEvent(labels=dict(workload.labels), kubernetes=kubernetes(workload))
+            part = self._workloads.put(workload, message.SerializeToString())
         return part
 
     def item(self, item: Item) -> bytes:
@@ -168,21 +167,26 @@ class Encoder:
         `process` field with the cgroup and namespace fields (protobuf merges repeated message
         fields), the stream's constants, and the workload's labels and Kubernetes block. One bytes
         object per container, referenced by every one of its records in the replay buffer."""
-        key = (ev.cgroup_id, ev.cgroup_name, ev.parent_cgroup_name, ev.pid_ns, ev.mnt_ns, id(workload))
-        cached = self._shared_parts.get(key)
-        if cached is not None and cached[0] is workload:
-            return cached[1]
-        if len(self._shared_parts) >= _CACHE_MAX:
-            self._shared_parts.clear()
-        cgroup = pb.Process(
-            cgroup_id=ev.cgroup_id,
-            cgroup=ev.cgroup_name,
-            parent_cgroup=ev.parent_cgroup_name,
-            pid_ns=ev.pid_ns,
-            mnt_ns=ev.mnt_ns,
-        ).SerializeToString()
-        part = b"\x32" + _varint(len(cgroup)) + cgroup + self._constant + self._workload_part(workload)
-        self._shared_parts[key] = (workload, part)  # the workload is kept: its id stays unique
+        key = (ev.cgroup_id, ev.cgroup_name, ev.parent_cgroup_name, ev.pid_ns, ev.mnt_ns)
+        if workload is None:
+            parts = self._standalone_parts
+        else:
+            found = self._shared_parts.get(workload)
+            parts = found if found is not None else self._shared_parts.put(workload, {})
+        part = parts.get(key)
+        if part is None:
+            if len(parts) >= _CACHE_MAX:
+                parts.clear()
+            cgroup = pb.Process(
+                cgroup_id=ev.cgroup_id,
+                cgroup=ev.cgroup_name,
+                parent_cgroup=ev.parent_cgroup_name,
+                pid_ns=ev.pid_ns,
+                mnt_ns=ev.mnt_ns,
+            ).SerializeToString()
+            part = parts[key] = (
+                b"\x32" + _varint(len(cgroup)) + cgroup + self._constant + self._workload_part(workload)
+            )
         return part
 
     def exec_parts(self, seq: int, record: ExecRecord) -> tuple[bytes, bytes]:
