@@ -76,11 +76,13 @@ struct {
 	__type(value, struct comm_slot);
 } caller_comm SEC(".maps");
 
+/* The cgroup ids whose subtrees are recorded (0 = unused slot): one array lookup per exec and a
+ * few compares, where a hash lookup per ancestor cost ~0.1 us each. */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 64);
-	__type(key, __u64);
-	__type(value, __u8);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct execlog_cgroup_filter);
 } cgroup_filter SEC(".maps");
 
 static __always_inline void stash_comm(void)
@@ -220,14 +222,24 @@ static __always_inline struct kernfs_node *task_cgroup_kn(struct task_struct *ta
 
 static __always_inline bool cgroup_selected(struct kernfs_node **chain)
 {
+	__u32 zero = 0;
+	struct execlog_cgroup_filter *f = bpf_map_lookup_elem(&cgroup_filter, &zero);
 	__u64 id;
 
+	if (!f)
+		return false;
 	for (int i = 0; i < CHAIN_LEN; i++) {
 		if (!chain[i])
 			return false;
 		id = chain[i]->id;
-		if (bpf_map_lookup_elem(&cgroup_filter, &id))
-			return true;
+		for (int j = 0; j < EXECLOG_FILTER_MAX; j++) {
+			__u64 want = f->ids[j];
+
+			if (!want) /* the used slots come first */
+				break;
+			if (want == id)
+				return true;
+		}
 	}
 	return false;
 }

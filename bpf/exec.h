@@ -54,6 +54,12 @@ struct execlog_event {
 	char parent_cgroup_name[EXECLOG_CGROUP_NAME_LEN];
 };
 
+/* The cgroups whose subtrees are recorded when filtering is on; 0 marks an unused slot. */
+#define EXECLOG_FILTER_MAX 8
+struct execlog_cgroup_filter {
+	__u64 ids[EXECLOG_FILTER_MAX];
+};
+
 /* Per-CPU counters; user space sums them over CPUs. */
 struct execlog_stats {
 	__u64 seen;			/* execs that passed the in-kernel filter */

@@ -66,3 +66,11 @@ def test_stats_counters_match_btf() -> None:
     size, members = btf_struct("execlog_stats")
     assert [name for name, _, _ in members] == ["seen", "lost", "comm_missing"]
     assert size == 24
+
+
+def test_cgroup_filter_matches_btf() -> None:
+    from collector.bpf.program import FILTER_MAX
+
+    size, members = btf_struct("execlog_cgroup_filter")
+    assert members == [("ids", 0, 8 * FILTER_MAX)]
+    assert size == 8 * FILTER_MAX

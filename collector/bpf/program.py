@@ -54,6 +54,7 @@ COMM_HOOKS: Final = {
     "syscalls": ("stash_comm_execve", "stash_comm_execveat"),
 }
 ARGV_CAP_MAX: Final = 1 << 17  # EXECLOG_ARGV_CAP_MAX in bpf/exec.h
+FILTER_MAX: Final = 8  # EXECLOG_FILTER_MAX in bpf/exec.h
 _STATS = struct.Struct("<QQQ")  # struct execlog_stats
 
 
@@ -345,15 +346,17 @@ class ExecProgram:
         with lib.step("cgroup filter") as step:
             if self.options.cgroup_filter is None:
                 raise step.error(errno.EINVAL, "the program was loaded without cgroup filtering")
-            key, one = ctypes.c_uint64(), ctypes.c_uint8(1)
-            for cid in cgroup_ids - self._filter_ids:
-                key.value = cid
-                step.check_int(
-                    lib.bpf_map_update_elem(self._filter_fd, ctypes.byref(key), ctypes.byref(one), 0),
-                    f"add cgroup {cid}",
+            if len(cgroup_ids) > FILTER_MAX:
+                raise step.error(
+                    errno.E2BIG, f"{len(cgroup_ids)} cgroups to filter on; the program holds {FILTER_MAX}"
                 )
-                self._filter_ids.add(cid)
-            for cid in self._filter_ids - cgroup_ids:
-                key.value = cid
-                lib.bpf_map_delete_elem(self._filter_fd, ctypes.byref(key))
-                self._filter_ids.discard(cid)
+            ids = sorted(cgroup_ids)
+            value = ctypes.create_string_buffer(
+                struct.pack(f"<{FILTER_MAX}Q", *ids, *(0,) * (FILTER_MAX - len(ids))), 8 * FILTER_MAX
+            )
+            key = ctypes.c_uint32(0)
+            # One update replaces the whole set, so no exec ever sees half of it.
+            step.check_int(
+                lib.bpf_map_update_elem(self._filter_fd, ctypes.byref(key), value, 0), "set the filter"
+            )
+            self._filter_ids = set(ids)
