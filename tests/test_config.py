@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from collector.config import ConfigError, add_flags, build_config, parse_size
+from tests.support.require import REPO
 
 
 def args(*argv: str) -> argparse.Namespace:
@@ -21,7 +22,7 @@ def test_defaults() -> None:
     assert config.capture.argv_cap == 32768
     assert config.capture.ring_size == 4 << 20
     assert config.capture.exec_hook == "auto"
-    assert config.capture.bpf_object.name == "exec.bpf.o"
+    assert config.capture.bpf_object == REPO / "bpf" / "exec.bpf.o"  # what `make install` builds
     assert config.output.node_name  # the host name
     assert config.sources["argv_cap"] == "default"
 
