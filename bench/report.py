@@ -176,6 +176,7 @@ def plot(summaries: dict[tuple[str, int], Summary], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (cpu_ax, loss_ax) = plt.subplots(1, 2, figsize=(9, 3.6), dpi=90)
+    most_lost = 0.0
     for key, marker in zip(TRACERS, "osd", strict=True):
         points = sorted(
             (s.rate[0], s.cpu_us[0], sum(s.lost().values()) / len(s.storms))
@@ -187,8 +188,11 @@ def plot(summaries: dict[tuple[str, int], Summary], path: Path) -> None:
         xs = [p[0] for p in points]
         cpu_ax.plot(xs, [p[1] for p in points], marker=marker, label=CONFIGS[key])
         loss_ax.plot(xs, [p[2] for p in points], marker=marker, label=CONFIGS[key])
+        most_lost = max(most_lost, *(p[2] for p in points))
     cpu_ax.set(xlabel="execs/s", ylabel="tracer CPU µs per exec", title="CPU per exec", ylim=(0, None))
-    loss_ax.set(xlabel="execs/s", ylabel="execs lost per storm", title="Loss", ylim=(-0.5, None))
+    loss_ax.set(
+        xlabel="execs/s", ylabel="execs lost per storm", title="Loss", ylim=(-0.5, max(5.0, most_lost * 1.1))
+    )
     cpu_ax.grid(alpha=0.3)
     loss_ax.grid(alpha=0.3)
     cpu_ax.legend(fontsize=7)
