@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -109,9 +110,12 @@ def test_a_full_kernel_ring_becomes_a_gap_record(collector: list[RunningCollecto
     assert "kernel ring buffer was full" in c.err_path.read_text()
 
 
-def run_cli(*args: str, preexec: Any = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, prefix: Sequence[str] = (), preexec: Any = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """`execlog ARGS`, run under `prefix` (e.g. setpriv, unshare) when given."""
     return subprocess.run(
-        [*EXECLOG, *args],
+        [*prefix, *EXECLOG, *args],
         capture_output=True,
         text=True,
         cwd=REPO,
@@ -142,14 +146,7 @@ def test_without_privileges_is_one_clear_line() -> None:
     # uid 0 with an empty bounding set execs with no capabilities at all: a container without
     # CAP_BPF/CAP_PERFMON, or a user who is not root. (A uid switch cannot even exec the venv's
     # interpreter, which lives under /root.)
-    result = subprocess.run(
-        ["setpriv", "--bounding-set=-all", "--inh-caps=-all", *EXECLOG, "run"],
-        check=False,
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=60,
-    )
+    result = run_cli("run", prefix=("setpriv", "--bounding-set=-all", "--inh-caps=-all"))
     assert result.returncode == 1
     line = one_error_line(result)
     assert "CAP_BPF" in line
@@ -159,14 +156,7 @@ def test_without_privileges_is_one_clear_line() -> None:
 def test_no_tracefs_with_the_classic_tracepoint_is_one_clear_line() -> None:
     require_bpf()
     script = 'umount /sys/kernel/tracing 2>/dev/null; umount /sys/kernel/debug 2>/dev/null; exec "$@"'
-    result = subprocess.run(
-        ["unshare", "-m", "sh", "-c", script, "sh", *EXECLOG, "run", "--exec-hook", "tracepoint"],
-        check=False,
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=60,
-    )
+    result = run_cli("run", "--exec-hook", "tracepoint", prefix=("unshare", "-m", "sh", "-c", script, "sh"))
     assert result.returncode == 1
     line = one_error_line(result)
     assert "tracepoint" in line

@@ -117,6 +117,15 @@ class CertificateAuthority:
         """
         if not hosts:
             raise ValueError("a server certificate needs at least one host")
+        return self._issue(directory, name, tuple(hosts), "v3_server")
+
+    def issue_client_cert(self, directory: Path, name: str) -> ServerCert:
+        """A client certificate (extendedKeyUsage clientAuth, CN=name) for mTLS, signed by this CA.
+
+        Returned as a ServerCert for its fields: the chain, the key, and this CA's certificate."""
+        return self._issue(directory, name, (), "v3_client")
+
+    def _issue(self, directory: Path, name: str, hosts: tuple[str, ...], extensions: str) -> ServerCert:
         directory.mkdir(parents=True, exist_ok=True)
         config = _write_config(directory, name, hosts)
         cert_file, key_file = directory / f"{name}.crt", directory / f"{name}.key"
@@ -129,35 +138,12 @@ class CertificateAuthority:
             _openssl(
                 "x509", "-req", "-in", str(csr), "-sha256", "-days", str(_DAYS), "-set_serial", _serial(),
                 "-CA", str(self.cert_file), "-CAkey", str(self.key_file),
-                "-extfile", str(config), "-extensions", "v3_server", "-out", str(cert_file),
+                "-extfile", str(config), "-extensions", extensions, "-out", str(cert_file),
             )  # fmt: skip
         finally:
             config.unlink()
             csr.unlink(missing_ok=True)
-        return ServerCert(cert_file=cert_file, key_file=key_file, ca_file=self.cert_file, hosts=tuple(hosts))
-
-    def issue_client_cert(self, directory: Path, name: str) -> ServerCert:
-        """A client certificate (extendedKeyUsage clientAuth, CN=name) for mTLS, signed by this CA.
-
-        Returned as a ServerCert for its fields: the chain, the key, and this CA's certificate."""
-        directory.mkdir(parents=True, exist_ok=True)
-        config = _write_config(directory, name, ())
-        cert_file, key_file = directory / f"{name}.crt", directory / f"{name}.key"
-        csr = directory / f"{name}.csr"
-        try:
-            _openssl(
-                "req", "-new", *_EC_KEY, "-nodes", "-subj", f"/CN={name}", "-config", str(config),
-                "-keyout", str(key_file), "-out", str(csr),
-            )  # fmt: skip
-            _openssl(
-                "x509", "-req", "-in", str(csr), "-sha256", "-days", str(_DAYS), "-set_serial", _serial(),
-                "-CA", str(self.cert_file), "-CAkey", str(self.key_file),
-                "-extfile", str(config), "-extensions", "v3_client", "-out", str(cert_file),
-            )  # fmt: skip
-        finally:
-            config.unlink()
-            csr.unlink(missing_ok=True)
-        return ServerCert(cert_file=cert_file, key_file=key_file, ca_file=self.cert_file, hosts=())
+        return ServerCert(cert_file=cert_file, key_file=key_file, ca_file=self.cert_file, hosts=hosts)
 
 
 def self_signed_server_cert(directory: Path, name: str, hosts: Sequence[str] = DEFAULT_HOSTS) -> ServerCert:
