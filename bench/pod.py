@@ -25,18 +25,11 @@ from tests.support.containers import (
     remove_cgroup_tree,
     unique_top,
 )
-from tests.support.kubelet import FakeKubelet, make_pod
+from tests.support.kubelet import CODER_LABELS, FakeKubelet, make_pod
 
 __all__ = ["NODE", "BenchPod"]
 
 NODE = "bench-node"
-LABELS = {
-    "com.coder.username": "jessie",
-    "com.coder.workspace.name": "main",
-    "com.coder.workspace.id": "621d2e52-a6987ef6c56210058ee2593c",
-    "com.coder.user.id": "5e876e9a-121663f01ebd1522060d5270",
-    "com.coder.organization.id": "default",
-}
 
 
 class BenchPod:
@@ -64,7 +57,7 @@ class BenchPod:
                     "coder-workspaces",
                     uid,
                     NODE,
-                    labels=LABELS,
+                    labels=CODER_LABELS,
                     annotations={"com.coder.user.email": "jessie@coder.com"},
                     containers=[("dev", f"containerd://{cid}")],
                 )
@@ -91,15 +84,4 @@ class BenchPod:
     def collector_flags(self) -> list[str]:
         """The `execlog run` flags of Kubernetes mode against this pod's kubelet."""
         assert self.kubelet is not None
-        return [
-            "--kubelet-url",
-            self.kubelet.url,
-            "--kubelet-token-file",
-            str(self.kubelet.token_file),
-            "--kubelet-ca-file",
-            str(self.kubelet.ca_file),
-            "--kubepods-roots",
-            self.top,
-            "--node-name",
-            NODE,
-        ]
+        return self.kubelet.collector_flags(self.top, NODE)

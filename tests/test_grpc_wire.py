@@ -19,20 +19,9 @@ from collector.k8s import Workload
 from collector.outlets.grpc.wire import REASONS, Checkpoint, Encoder, decode, reason_name
 from collector.outlets.jsonlog import JsonFormatter
 from collector.policy import ExecRecord, SuppressedRecord
-from tests.support.records import event
+from tests.support.records import WORKLOAD, event
 
 STREAM = "0ef61602-7ab2-416a-9501-7604ea881f15"
-WORKLOAD = Workload(
-    node="node-1",
-    namespace="coder",
-    pod="ws-jessie-main",
-    pod_uid="6a1f",
-    container="dev",
-    container_id="containerd://abc",
-    nested_container_id="def",
-    labels={"username": "jessie", "workspace_name": "main"},
-    pod_labels={"app": "workspace", "com.coder.username": "jessie"},
-)
 
 
 def exec_record(workload: Workload | None = WORKLOAD) -> ExecRecord:

@@ -17,7 +17,7 @@ from collector.hub import KERNEL_RING_FULL, OUTLET_QUEUE_FULL, Gap, Hub, Item
 from collector.k8s import Workload
 from collector.outlets.jsonlog import JsonFormatter, JsonLogOutlet
 from collector.policy import ExecRecord, SuppressedRecord
-from tests.support.records import event
+from tests.support.records import WORKLOAD, event
 
 STREAM = "3f1c3c9e-0000-4000-8000-000000000001"
 
@@ -63,17 +63,7 @@ def test_ts_is_rfc3339_utc_with_nanoseconds_of_the_exec() -> None:
 
 
 def test_kubernetes_block_and_labels() -> None:
-    workload = Workload(
-        node="node-1",
-        namespace="coder",
-        pod="ws-jessie-main",
-        pod_uid="6a1f",
-        container="dev",
-        container_id="containerd://abc",
-        nested_container_id="def",
-        labels={"username": "jessie", "workspace_name": "main"},
-    )
-    fields = parse(JsonFormatter(STREAM).line(exec_item(1, workload=workload)))["fields"]
+    fields = parse(JsonFormatter(STREAM).line(exec_item(1, workload=WORKLOAD)))["fields"]
     assert fields["labels"] == {"username": "jessie", "workspace_name": "main"}
     assert fields["kubernetes"] == {
         "node": "node-1",

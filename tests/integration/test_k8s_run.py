@@ -33,18 +33,11 @@ from tests.support.containers import (
     systemd_path,
     unique_top,
 )
-from tests.support.kubelet import FakeKubelet, make_pod
+from tests.support.kubelet import CODER_LABELS, FakeKubelet, make_pod
 from tests.support.require import REPO, require_bpf, require_runc
 from tests.support.tls import CertificateAuthority
 
 NODE = "test-node"
-CODER_LABELS = {
-    "com.coder.username": "jessie",
-    "com.coder.workspace.name": "main",
-    "com.coder.workspace.id": "621d2e52-a6987ef6c56210058ee2593c",
-    "com.coder.user.id": "5e876e9a-121663f01ebd1522060d5270",
-    "com.coder.organization.id": "default",
-}
 REFERENCE_LABELS = {
     "username": "jessie",
     "workspace_name": "main",
@@ -115,34 +108,10 @@ class Cluster:
         self.pods.append(pod)
         return pod
 
-    def run(self, tmp_path: Path, collectors: list[RunningCollector], *flags: str, name: str = "run") -> Any:
+    def run(self, tmp_path: Path, collector: list[RunningCollector], *flags: str, name: str = "run") -> Any:
         out = tmp_path / name
         out.mkdir()
-        return start(
-            collectors,
-            out,
-            "--kubelet-url",
-            self.kubelet.url,
-            "--kubelet-token-file",
-            str(self.kubelet.token_file),
-            "--kubelet-ca-file",
-            str(self.kubelet.ca_file),
-            "--kubepods-roots",
-            self.top,
-            "--node-name",
-            NODE,
-            *flags,
-        )
-
-
-@pytest.fixture
-def collectors() -> Iterator[list[RunningCollector]]:
-    started: list[RunningCollector] = []
-    yield started
-    for c in started:
-        if c.proc.poll() is None:
-            c.proc.kill()
-            c.proc.wait(10)
+        return start(collector, out, *self.kubelet.collector_flags(self.top, NODE), *flags)
 
 
 def make_cluster(request: pytest.FixtureRequest, tmp_path: Path, driver: str) -> Iterator[Cluster]:
@@ -190,7 +159,7 @@ def error_lines(c: RunningCollector) -> list[str]:
     ("cluster", "hierarchy"), [("cgroupfs", "v1:memory"), ("systemd", "v2")], indirect=["cluster"]
 )
 def test_every_exec_in_a_pod_carries_its_pod_container_and_workspace_labels(
-    cluster: Cluster, hierarchy: str, collectors: list[RunningCollector], tmp_path: Path
+    cluster: Cluster, hierarchy: str, collector: list[RunningCollector], tmp_path: Path
 ) -> None:
     ws = cluster.pod("ws-jessie", "burstable", "cri-containerd")
     db = cluster.pod("ws-zac", "guaranteed", "crio", labels={**CODER_LABELS, "com.coder.username": "zac"})
@@ -198,7 +167,7 @@ def test_every_exec_in_a_pod_carries_its_pod_container_and_workspace_labels(
     infra = cluster.pod("infra", labels={"app": "ingress"})  # no com.coder.workspace.id
     c = cluster.run(
         tmp_path,
-        collectors,
+        collector,
         "--cgroup-hierarchy",
         hierarchy,
         "--pod-selector",
@@ -271,10 +240,10 @@ def test_every_exec_in_a_pod_carries_its_pod_container_and_workspace_labels(
 
 
 def test_kubelet_failures_are_one_line_each_and_known_pods_keep_resolving(
-    cluster: Cluster, collectors: list[RunningCollector], tmp_path: Path
+    cluster: Cluster, collector: list[RunningCollector], tmp_path: Path
 ) -> None:
     ws = cluster.pod("ws-jessie")
-    c = cluster.run(tmp_path, collectors, "--kubelet-poll-interval-s", "0.5", "--pending-timeout-ms", "1000")
+    c = cluster.run(tmp_path, collector, "--kubelet-poll-interval-s", "0.5", "--pending-timeout-ms", "1000")
     wait_for_stderr(c, "1 pods on this node")
     ws.exec("echo", "before")
     assert c.wait_for("before")["fields"]["labels"] == REFERENCE_LABELS
@@ -326,7 +295,7 @@ def test_kubelet_failures_are_one_line_each_and_known_pods_keep_resolving(
 
 
 def test_a_wrong_token_is_one_clear_line_and_the_fixed_token_file_is_read_again(
-    cluster: Cluster, collectors: list[RunningCollector], tmp_path: Path
+    cluster: Cluster, collector: list[RunningCollector], tmp_path: Path
 ) -> None:
     token = tmp_path / "token"
     token.write_text("not-the-token")
@@ -335,16 +304,9 @@ def test_a_wrong_token_is_one_clear_line_and_the_fixed_token_file_is_read_again(
     out.mkdir()
     # Started before any pod exists: the kubepods root appears later, and is filtered in then.
     c = start(
-        collectors,
+        collector,
         out,
-        "--kubelet-url",
-        kubelet.url,
-        "--kubelet-token-file",
-        str(token),
-        "--kubelet-ca-file",
-        str(kubelet.ca_file),
-        "--kubepods-roots",
-        cluster.top,
+        *kubelet.collector_flags(cluster.top, NODE, token_file=token),
         "--kubelet-poll-interval-s",
         "0.5",
         "--pending-timeout-ms",

@@ -29,19 +29,11 @@ from tests.support.containers import (
     remove_cgroup_tree,
     systemd_path,
 )
-from tests.support.kubelet import FakeKubelet, make_pod
+from tests.support.kubelet import CODER_ANNOTATIONS, CODER_LABELS, FakeKubelet, make_pod
 
 __all__ = ["main"]
 
 TOP = "execlog-demo"
-LABELS = {
-    "com.coder.username": "jessie",
-    "com.coder.workspace.name": "main",
-    "com.coder.workspace.id": "621d2e52-a6987ef6c56210058ee2593c",
-    "com.coder.user.id": "5e876e9a-121663f01ebd1522060d5270",
-    "com.coder.organization.id": "default",
-}
-ANNOTATIONS = {"com.coder.user.email": "jessie@coder.com"}
 # A fixed id, so the commands printed (and those in the README) stay the same from run to run.
 CONTAINER_ID = "5d1c0a7e" * 8
 
@@ -71,8 +63,8 @@ def main(argv: list[str] | None = None) -> int:
         "coder-workspaces",
         uid,
         "demo-node",
-        labels=LABELS,
-        annotations=ANNOTATIONS,
+        labels=CODER_LABELS,
+        annotations=CODER_ANNOTATIONS,
         containers=[("dev", f"containerd://{CONTAINER_ID}")],
     )
 

@@ -100,6 +100,8 @@ from kubernetes import client as k8s
 from tests.support.tls import CertificateAuthority, ServerCert, self_signed_server_cert
 
 __all__ = [
+    "CODER_ANNOTATIONS",
+    "CODER_LABELS",
     "QOS_CLASSES",
     "RUNTIMES",
     "CertificateAuthority",
@@ -115,6 +117,16 @@ __all__ = [
     "podlist_body",
     "self_signed_server_cert",
 ]
+
+# The metadata Coder puts on a workspace pod, with the values of the reference document's record.
+CODER_LABELS = {
+    "com.coder.username": "jessie",
+    "com.coder.workspace.name": "main",
+    "com.coder.workspace.id": "621d2e52-a6987ef6c56210058ee2593c",
+    "com.coder.user.id": "5e876e9a-121663f01ebd1522060d5270",
+    "com.coder.organization.id": "default",
+}
+CODER_ANNOTATIONS = {"com.coder.user.email": "jessie@coder.com"}
 
 RUNTIMES = ("containerd", "cri-o", "docker")
 QOS_CLASSES = ("Guaranteed", "Burstable", "BestEffort")
@@ -471,6 +483,16 @@ class FakeKubelet:
         self._require_started()
         assert self._serving is not None
         return self._serving.ca_file
+
+    def collector_flags(self, kubepods_roots: str, node: str, token_file: Path | None = None) -> list[str]:
+        """`execlog run`'s flags for Kubernetes mode against this kubelet."""
+        return [
+            *("--kubelet-url", self.url),
+            *("--kubelet-token-file", str(token_file or self.token_file)),
+            *("--kubelet-ca-file", str(self.ca_file)),
+            *("--kubepods-roots", kubepods_roots),
+            *("--node-name", node),
+        ]
 
     def rotate_token(self, new_token: str | None = None, *, keep_old: bool = False) -> str:
         """Replace the token, in `token_file` too; the old one is refused unless `keep_old`.

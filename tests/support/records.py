@@ -4,8 +4,23 @@ from __future__ import annotations
 
 from collector.event import ExecEvent, decode
 from collector.event.layout import ANCESTORS_MAX, FIELDS, HEADER
+from collector.k8s import Workload
 
-__all__ = ["event", "record"]
+__all__ = ["WORKLOAD", "event", "record"]
+
+
+# A workspace container, for tests of what outlets make of an exec's workload.
+WORKLOAD = Workload(
+    node="node-1",
+    namespace="coder",
+    pod="ws-jessie-main",
+    pod_uid="6a1f",
+    container="dev",
+    container_id="containerd://abc",
+    nested_container_id="def",
+    labels={"username": "jessie", "workspace_name": "main"},
+    pod_labels={"app": "workspace", "com.coder.username": "jessie"},
+)
 
 
 def record(filename: bytes = b"/bin/true", argv: bytes = b"true\0", **fields: object) -> bytes:
