@@ -310,6 +310,27 @@ def test_stop_delivers_everything_published_then_ends_the_stream(serve: Serve) -
     assert [i.seq for i in reader.items()] == list(range(1, 501))
 
 
+def test_a_subscriber_that_never_reads_cannot_hold_up_the_stop_and_its_loss_is_logged(
+    serve: Serve, caplog: pytest.LogCaptureFixture
+) -> None:
+    served = serve(queue_capacity=100_000)
+    stuck = served.client(**{"grpc.http2.bdp_probe": 0}).subscribe(start=False)
+    stuck.call.initial_metadata()
+    deadline = time.monotonic() + 10
+    while not served.broker.subscribers and time.monotonic() < deadline:
+        time.sleep(0.01)
+    served.publish(tagged(3000))  # far more than the transport takes without a reader
+    (subscription,) = served.broker.subscribers
+    started = time.monotonic()
+    assert served.broker.close(0.5) is False
+    assert time.monotonic() - started < 5
+    undelivered = len(subscription.queue) + subscription.in_flight
+    assert undelivered > 0
+    assert f"(up to {undelivered} records)" in caplog.text
+    assert "which they lose" in caplog.text
+    stuck.cancel()
+
+
 def test_an_idle_filtered_subscriber_gets_checkpoints(serve: Serve) -> None:
     served = serve(checkpoint_interval=0.1)
     reader = served.client().subscribe(pb.SubscribeRequest(allow=[pb.Filter(namespaces=["nothing-here"])]))

@@ -83,6 +83,9 @@ class Subscription:
     # Written by this subscription's thread only; read by anyone (an int read is atomic).
     sent: int = 0
     replay_lost: int = 0  # records evicted before a slow replay reached them
+    # Records taken from the queue and being handed to gRPC, which holds them up while the
+    # client does not read: at a stop, they may never reach it.
+    in_flight: int = 0
 
     @property
     def lost(self) -> int:
@@ -137,7 +140,9 @@ class Subscription:
                     chunk.append(entry.data)
                     position = entry.seq
             self.sent += len(chunk) - gaps
+            self.in_flight = len(chunk) - gaps
             yield chunk
+            self.in_flight = 0
         # Closed and drained: say how far this subscriber got, for its next resume.
         through = self.queue.idle_through()
         if through is not None and through > position:
@@ -341,7 +346,11 @@ class Broker:
                 if left <= 0:
                     break
                 self._left.wait(left)
-            slow = [s.name for s in self._subscribers]
+            slow = [f"{s.name} (up to {len(s.queue) + s.in_flight} records)" for s in self._subscribers]
         if slow:
-            log.warning("subscribers %s did not take their last records in time", ", ".join(slow))
+            # They resume after their last seq from the next run: a new stream, so they get a gap.
+            log.warning(
+                "subscribers did not take their last records before the stop, which they lose: %s",
+                ", ".join(slow),
+            )
         return not slow
