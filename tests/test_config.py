@@ -101,3 +101,10 @@ def test_yaml_numbers_are_taken_as_numbers(tmp_path: Path) -> None:
 )
 def test_parse_size(text: str, value: int) -> None:
     assert parse_size(text) == value
+
+
+def test_the_readme_names_every_setting() -> None:
+    from collector.config import OPTIONS
+
+    readme = (REPO / "README.md").read_text()
+    assert [opt.flag for opt in OPTIONS if opt.flag not in readme] == []
