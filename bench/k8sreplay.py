@@ -15,7 +15,7 @@ import struct
 import uuid
 from dataclasses import dataclass
 
-from collector.event.layout import CGROUP_NAME_LEN
+from collector.event.kinds.exec import EXEC
 from collector.k8s.labels import DEFAULT_LABELS
 from collector.k8s.pods import Snapshot, pod_entries
 from collector.k8s.selector import EVERYTHING
@@ -24,8 +24,9 @@ from tests.support.kubelet import make_pod
 __all__ = ["BenchPodSpec", "StaticPods", "as_pod_record", "make_pods"]
 
 NODE = "bench-node"
-_IDS = struct.Struct("<QQ")  # cgroup_id, ancestor_ids[0] at offset 8
-_NAMES_AT = 144
+_IDS = struct.Struct("<QQ")  # cgroup_id, ancestor_ids[0]
+_IDS_AT = EXEC.offset("cgroup_id")
+_NAMES = EXEC.span("cgroup_name", "parent_cgroup_name")
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,11 +51,10 @@ def make_pods(count: int, first_cgroup_id: int = 1_000_000) -> list[BenchPodSpec
 def as_pod_record(raw: bytes, pod: BenchPodSpec) -> bytes:
     """The record `raw` as if its exec had run in `pod`'s container."""
     record = bytearray(raw)
-    _IDS.pack_into(record, 8, pod.cgroup_id, pod.pod_cgroup_id)
-    names = pod.container_id.encode().ljust(CGROUP_NAME_LEN, b"\0") + f"pod{pod.uid}".encode().ljust(
-        CGROUP_NAME_LEN, b"\0"
-    )
-    record[_NAMES_AT : _NAMES_AT + 2 * CGROUP_NAME_LEN] = names
+    _IDS.pack_into(record, _IDS_AT, pod.cgroup_id, pod.pod_cgroup_id)
+    name_len = (_NAMES.stop - _NAMES.start) // 2
+    names = pod.container_id.encode().ljust(name_len, b"\0") + f"pod{pod.uid}".encode().ljust(name_len, b"\0")
+    record[_NAMES] = names
     return bytes(record)
 
 

@@ -25,12 +25,13 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 from bench.grpc_fanout import CLIENT
 from bench.k8sreplay import StaticPods, as_pod_record, make_pods
 from collector.cli.pipeline import Pipeline
 from collector.config import PolicyConfig
-from collector.event import BootClock, Decoder
+from collector.event import BootClock, Decoder, ExecEvent
 from collector.hub import Hub
 from collector.k8s import Enricher, Standalone
 from collector.k8s.attribution import PodEnricher
@@ -168,7 +169,7 @@ def stages(records: list[bytes], rounds: int = 5, batch: int = 256, pods: int = 
             process_start = time.process_time_ns()
             for i in range(0, len(moved), batch):
                 t0 = clock()
-                events = [decode(raw, offset) for raw in moved[i : i + batch]]
+                events = [cast(ExecEvent, decode(raw, offset)) for raw in moved[i : i + batch]]
                 t1 = clock()
                 attributed = enricher.enrich(events)
                 t2 = clock()

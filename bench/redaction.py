@@ -19,12 +19,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 from collector.config import PolicyConfig
 from collector.event import ExecEvent, decode
-from collector.event.layout import ANCESTORS_MAX, FIELDS, HEADER
 from collector.policy import Redactor, build_policy
 from collector.policy.exclude import Exclusion
+from tests.support.records import record
 
 __all__ = ["CASES", "Case", "RedactionCost", "measure", "table"]
 
@@ -111,22 +112,7 @@ class RedactionCost:
 def _ring_record(argv: list[str]) -> bytes:
     """The exec as the kernel program writes it into the ring (bpf/exec.h)."""
     block = b"".join(a.encode() + b"\0" for a in argv)
-    filename = argv[0].encode()
-    values: dict[str, object] = {
-        "ancestor_ids": (0,) * ANCESTORS_MAX,
-        "argc": len(argv),
-        "argv_size": len(block),
-        "argv_len": len(block),
-        "filename_len": len(filename),
-        "comm": b"bash",
-        "cgroup_name": b"cri-containerd-abc.scope",
-        "parent_cgroup_name": b"kubepods-pod1.slice",
-    }
-    flat: list[object] = []
-    for name, _ in FIELDS:
-        value = values.get(name, 1)
-        flat.extend(value if isinstance(value, tuple) else (value,))
-    return HEADER.pack(*flat) + filename + block
+    return record(filename=argv[0].encode(), argv=block)
 
 
 def _timed(fn: Callable[[], object], calls: int) -> float:
@@ -158,7 +144,7 @@ def measure(rounds: int = 7, budget_s: float = 0.02) -> list[RedactionCost]:
     raws = [[_ring_record(argv) for argv in argvs] for _, argvs in work]
     for _ in range(rounds):
         for cost, (_, argvs), records in zip(costs, work, raws, strict=True):
-            batch = [(decode(raw, 0), None) for raw in records]
+            batch = [(cast(ExecEvent, decode(raw, 0)), None) for raw in records]
 
             def decode_all(records: list[bytes] = records) -> object:
                 return [decode(raw, 0) for raw in records]

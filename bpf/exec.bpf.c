@@ -34,7 +34,7 @@ struct {
 } events SEC(".maps");
 
 struct scratch {
-	struct execlog_event hdr;
+	struct execlog_exec hdr;
 	char data[EXECLOG_FILENAME_MAX + EXECLOG_ARGV_CAP_MAX];
 };
 
@@ -268,19 +268,19 @@ static __always_inline void read_name(char *dst, struct kernfs_node *kn, __u16 *
 		*flags |= cut_flag;
 }
 
-static __always_inline void fill_cgroup(struct execlog_event *e, struct kernfs_node **chain)
+static __always_inline void fill_cgroup(struct execlog_exec *e, struct kernfs_node **chain)
 {
 	struct kernfs_node *kn = chain[0];
 
 	e->cgroup_id = kn ? kn->id : 0;
-	read_name(e->cgroup_name, kn, &e->flags, EXECLOG_F_CGROUP_NAME_TRUNCATED);
-	read_name(e->parent_cgroup_name, chain[1], &e->flags, EXECLOG_F_PARENT_CGROUP_NAME_TRUNCATED);
+	read_name(e->cgroup_name, kn, &e->hdr.flags, EXECLOG_F_CGROUP_NAME_TRUNCATED);
+	read_name(e->parent_cgroup_name, chain[1], &e->hdr.flags, EXECLOG_F_PARENT_CGROUP_NAME_TRUNCATED);
 	for (int i = 0; i < EXECLOG_ANCESTORS_MAX; i++) {
 		kn = chain[i + 1];
 		e->ancestor_ids[i] = kn ? kn->id : 0;
 	}
 	if (chain[CHAIN_LEN - 1])
-		e->flags |= EXECLOG_F_ANCESTORS_TRUNCATED;
+		e->hdr.flags |= EXECLOG_F_ANCESTORS_TRUNCATED;
 }
 
 static __always_inline __u32 pid_ns_inum(struct task_struct *task)
@@ -306,7 +306,7 @@ static __always_inline int record_exec(struct task_struct *task, const char *fil
 	struct kernfs_node *chain[CHAIN_LEN];
 	struct mm_struct *mm = task->mm;
 	const struct cred *cred = task->cred;
-	struct execlog_event *e;
+	struct execlog_exec *e;
 	struct scratch *s;
 	__u32 cpu = bpf_get_smp_processor_id();
 	unsigned long arg_start, arg_end;
@@ -324,9 +324,11 @@ static __always_inline int record_exec(struct task_struct *task, const char *fil
 		return 0;
 	e = &s->hdr;
 
-	e->boot_ns = bpf_ktime_get_boot_ns();
-	e->flags = 0;
-	e->pid = task->tgid;
+	e->hdr.kind = EXECLOG_KIND_EXEC;
+	e->hdr.flags = 0;
+	e->hdr.pid = task->tgid;
+	e->hdr.boot_ns = bpf_ktime_get_boot_ns();
+	e->_reserved = 0;
 	e->ppid = task->real_parent->tgid;
 	e->uid = cred->uid.val;
 	e->gid = cred->gid.val;
@@ -337,7 +339,7 @@ static __always_inline int record_exec(struct task_struct *task, const char *fil
 
 	if (!take_comm(e->comm, old_tid)) {
 		bpf_get_current_comm(e->comm, sizeof(e->comm));
-		e->flags |= EXECLOG_F_COMM_AFTER_EXEC;
+		e->hdr.flags |= EXECLOG_F_COMM_AFTER_EXEC;
 	}
 
 	fill_cgroup(e, chain);
@@ -355,10 +357,10 @@ static __always_inline int record_exec(struct task_struct *task, const char *fil
 	if (n > EXECLOG_ARGV_CAP_MAX)
 		n = EXECLOG_ARGV_CAP_MAX;
 	if (n < argv_size)
-		e->flags |= EXECLOG_F_ARGV_TRUNCATED;
+		e->hdr.flags |= EXECLOG_F_ARGV_TRUNCATED;
 	if (bpf_probe_read_user(s->data + fname_len, n, (const void *)arg_start)) {
 		n = 0;
-		e->flags |= EXECLOG_F_ARGV_UNREADABLE;
+		e->hdr.flags |= EXECLOG_F_ARGV_UNREADABLE;
 	}
 	e->argv_len = n;
 
@@ -368,7 +370,7 @@ static __always_inline int record_exec(struct task_struct *task, const char *fil
 		if (bpf_probe_read_user(&top, sizeof(top), (const void *)mm->start_stack) || top < 0 ||
 		    top > 0x7fffffff) {
 			top = 0;
-			e->flags |= EXECLOG_F_ARGC_UNKNOWN;
+			e->hdr.flags |= EXECLOG_F_ARGC_UNKNOWN;
 		}
 		argc = top;
 	}
@@ -380,7 +382,7 @@ static __always_inline int record_exec(struct task_struct *task, const char *fil
 	flags = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP
 									     : BPF_RB_NO_WAKEUP;
 	ret = bpf_ringbuf_output(&events, s, size, flags);
-	count(ret != 0, e->flags & EXECLOG_F_COMM_AFTER_EXEC);
+	count(ret != 0, e->hdr.flags & EXECLOG_F_COMM_AFTER_EXEC);
 	return 0;
 }
 

@@ -1,11 +1,11 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
- * The record that bpf/exec.bpf.c writes into the ring buffer, once per exec.
+ * The records that bpf/exec.bpf.c writes into the ring buffer.
  *
- * A record is this fixed header followed by `filename_len` bytes of filename (no NUL) and then
- * `argv_len` bytes of argv, exactly as the new process holds them (NUL after each argument).
- * Only used bytes are sent. collector/event/layout.py mirrors this header with one
- * struct.Struct, and tests/test_layout.py compares both against the BTF of exec.bpf.o.
+ * Every record starts with struct execlog_header, whose `kind` says which struct follows. User
+ * space reads the kind and decodes the rest by it. Records vary in length: only used bytes are
+ * sent. collector/event/kinds/ declares each layout once for Python, and tests/test_layout.py
+ * compares every declaration with the BTF of exec.bpf.o.
  */
 #ifndef EXECLOG_EXEC_H
 #define EXECLOG_EXEC_H
@@ -17,6 +17,20 @@
 /* Upper bound for the load-time argv cap; a power of two so the verifier can bound reads. */
 #define EXECLOG_ARGV_CAP_MAX (1 << 17)
 
+/* Values of execlog_header.kind. A new kind takes the next number; numbers are never reused. */
+enum execlog_kind {
+	EXECLOG_KIND_EXEC = 1,
+};
+
+/* The start of every ring record. */
+struct execlog_header {
+	__u16 kind;			/* enum execlog_kind */
+	__u16 flags;			/* the kind's own flags (enum execlog_flags for an exec) */
+	__u32 pid;			/* tgid of the process the record is about */
+	__u64 boot_ns;			/* bpf_ktime_get_boot_ns() when it happened */
+};
+
+/* Flags of an exec record. */
 enum execlog_flags {
 	/* argv held more than argv_cap bytes; argv_size and argc are still the true values */
 	EXECLOG_F_ARGV_TRUNCATED = 1 << 0,
@@ -32,11 +46,15 @@ enum execlog_flags {
 	EXECLOG_F_ANCESTORS_TRUNCATED = 1 << 6,
 };
 
-struct execlog_event {
-	__u64 boot_ns;			/* bpf_ktime_get_boot_ns() at the exec */
+/*
+ * One successful exec: this struct, then `filename_len` bytes of filename (no NUL), then
+ * `argv_len` bytes of argv exactly as the new process holds them (NUL after each argument).
+ * hdr.pid is the tgid after the exec.
+ */
+struct execlog_exec {
+	struct execlog_header hdr;
 	__u64 cgroup_id;		/* kernfs id (= inode) of the task's cgroup, tracked hierarchy */
 	__u64 ancestor_ids[EXECLOG_ANCESTORS_MAX]; /* parent first, towards the root; 0 = none */
-	__u32 pid;			/* tgid of the process after the exec */
 	__u32 ppid;			/* tgid of the real parent */
 	__u32 uid;
 	__u32 gid;
@@ -47,11 +65,11 @@ struct execlog_event {
 	__u32 argc;			/* true argc */
 	__u32 argv_size;		/* true byte length of the argv block */
 	__u32 argv_len;			/* argv bytes in this record (<= argv cap) */
-	__u16 filename_len;		/* filename bytes in this record, NUL excluded */
-	__u16 flags;			/* enum execlog_flags */
+	__u32 filename_len;		/* filename bytes in this record, NUL excluded */
 	char comm[EXECLOG_COMM_LEN];	/* the caller's comm, before the exec */
 	char cgroup_name[EXECLOG_CGROUP_NAME_LEN];
 	char parent_cgroup_name[EXECLOG_CGROUP_NAME_LEN];
+	__u32 _reserved;		/* 0; keeps the size a multiple of 8 without hidden padding */
 };
 
 /* The cgroups whose subtrees are recorded when filtering is on; 0 marks an unused slot. */

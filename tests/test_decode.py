@@ -9,15 +9,24 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from collector.event import Decoder, MalformedRecord, decode, split_argv, text
-from collector.event.layout import FLAG_ARGC_UNKNOWN, FLAG_ARGV_TRUNCATED, HEADER
+from collector.event import Decoder, ExecEvent, MalformedRecord, split_argv, text
+from collector.event import decode as decode_any
+from collector.event.kinds.exec import EXEC, FLAG_ARGC_UNKNOWN, FLAG_ARGV_TRUNCATED, KIND_EXEC
+from collector.event.layout import HEADER
 from tests.support.records import record
 
 GOLDEN = Path(__file__).parent / "fixtures" / "exec_record.bin"
 
 
+def decode(raw: bytes, boot_to_unix_ns: int) -> ExecEvent:
+    event = decode_any(raw, boot_to_unix_ns)
+    assert isinstance(event, ExecEvent)
+    return event
+
+
 def test_golden_record_from_the_kernel() -> None:
-    # Captured from the real program: /bin/echo golden '' ' ' café $'\xff\xfe' x*40, argv cap 64.
+    # Captured from the real program: /bin/echo golden '' ' ' café $'\xff\xfe' x*40, argv cap 64,
+    # in a cgroup named as a container's.
     event = decode(GOLDEN.read_bytes(), boot_to_unix_ns=1_000)
     assert event.filename == "/bin/echo"
     assert event.argv == ["/bin/echo", "golden", "", " ", "café", "\\xff\\xfe", "x" * 35]
@@ -27,10 +36,10 @@ def test_golden_record_from_the_kernel() -> None:
     assert event.non_utf8
     assert event.comm == "python"
     assert event.cgroup_name == "54501021c727a426dff3ac0a59aa506a"
-    assert event.parent_cgroup_name == "process_api"
-    assert event.cgroup_id == 2659
-    assert event.cgroup_ancestors == (35, 1)
-    assert (event.pid, event.ppid, event.uid, event.gid) == (10136, 10134, 0, 0)
+    assert event.parent_cgroup_name == "execlog-golden-46ddfb"
+    assert event.cgroup_id == 8846
+    assert event.cgroup_ancestors == (8813, 1)
+    assert (event.pid, event.ppid, event.uid, event.gid) == (6611, 6609, 0, 0)
     assert event.time_ns == event.boot_ns + 1_000
 
 
@@ -93,6 +102,8 @@ def test_non_utf8_bytes_become_escapes_and_are_flagged() -> None:
     [
         b"",
         b"\0" * (HEADER.size - 1),
+        b"\0" * EXEC.size,  # kind 0: no such kind
+        record()[: EXEC.size - 1],  # an exec header cut short
         record()[:-1],  # argv shorter than argv_len says
         record() + b"x",  # trailing bytes
         record(argv=b"abc\0", argv_size=2),  # carries more than the true size
@@ -115,10 +126,16 @@ def test_any_argv_round_trips(args: list[bytes]) -> None:
     assert event.non_utf8 == any(text(a)[1] for a in args)
 
 
-@given(st.binary(max_size=HEADER.size + 64))
+@given(st.binary(max_size=EXEC.size + 64))
 def test_arbitrary_bytes_never_raise_anything_but_malformed(raw: bytes) -> None:
     with contextlib.suppress(MalformedRecord):
-        decode(raw, 0)
+        decode_any(raw, 0)
+
+
+@given(st.binary(min_size=EXEC.size - 2, max_size=EXEC.size + 64))
+def test_arbitrary_exec_records_never_raise_anything_but_malformed(body: bytes) -> None:
+    with contextlib.suppress(MalformedRecord):
+        decode_any(KIND_EXEC.to_bytes(2, "little") + body, 0)
 
 
 def test_split_argv_matches_decoder() -> None:

@@ -1,4 +1,4 @@
-"""The Python mirror of struct execlog_event against the BTF of the built exec.bpf.o.
+"""Every Python layout declaration against the BTF of the built exec.bpf.o.
 
 This needs no privileges: it reads the object file. When a field is added, moved or resized on
 the C side only, this test fails before any record is misread.
@@ -12,7 +12,10 @@ import struct
 import subprocess
 from typing import Any
 
-from collector.event.layout import FIELDS, HEADER
+import pytest
+
+from collector.event import KINDS
+from collector.event.layout import HEADER, Layout
 from tests.support.require import REPO, require
 
 OBJECT = REPO / "bpf" / "exec.bpf.o"
@@ -38,28 +41,47 @@ def size_of(types: dict[int, dict[str, Any]], type_id: int) -> int:
     raise AssertionError(f"unexpected BTF kind {t['kind']}")
 
 
+def members_of(
+    types: dict[int, dict[str, Any]], struct_type: dict[str, Any], base: int
+) -> list[tuple[str, int, int]]:
+    """The struct's members as (name, offset, size), a nested struct's members in its place."""
+    out: list[tuple[str, int, int]] = []
+    for m in struct_type["members"]:
+        offset = base + m["bits_offset"] // 8
+        member_type = types[m["type_id"]]
+        if member_type["kind"] == "STRUCT":
+            out.extend(members_of(types, member_type, offset))
+        else:
+            out.append((m["name"], offset, size_of(types, m["type_id"])))
+    return out
+
+
 def btf_struct(name: str) -> tuple[int, list[tuple[str, int, int]]]:
     types = btf_types()
     (struct_type,) = [t for t in types.values() if t["kind"] == "STRUCT" and t["name"] == name]
-    members = [
-        (m["name"], m["bits_offset"] // 8, size_of(types, m["type_id"])) for m in struct_type["members"]
-    ]
-    return struct_type["size"], members
+    return struct_type["size"], members_of(types, struct_type, 0)
 
 
-def python_layout() -> list[tuple[str, int, int]]:
-    layout, offset = [], 0
-    for name, code in FIELDS:
+def python_layout(layout: Layout) -> list[tuple[str, int, int]]:
+    out, offset = [], 0
+    for name, code in layout.fields:
         size = struct.calcsize("<" + code)
-        layout.append((name, offset, size))
+        out.append((name, offset, size))
         offset += size
-    return layout
+    return out
 
 
-def test_header_matches_btf_of_the_built_object() -> None:
-    size, members = btf_struct("execlog_event")
-    assert members == python_layout()
-    assert size == HEADER.size
+@pytest.mark.parametrize("layout", [HEADER, *(k.layout for k in KINDS)], ids=lambda layout: layout.c_name)
+def test_each_layout_matches_btf_of_the_built_object(layout: Layout) -> None:
+    size, members = btf_struct(layout.c_name)
+    assert members == python_layout(layout)
+    assert size == layout.size
+
+
+def test_every_kind_starts_with_the_header_and_has_its_own_number() -> None:
+    for kind in KINDS:
+        assert kind.layout.fields[: len(HEADER.fields)] == HEADER.fields
+    assert len({k.number for k in KINDS}) == len(KINDS)
 
 
 def test_stats_counters_match_btf() -> None:

@@ -58,8 +58,9 @@ class Pipeline:
                 malformed += 1
                 log.warning("dropped a malformed ring record: %s", exc)
                 continue
-            truncated += event.truncated
-            events.append(event)
+            if isinstance(event, ExecEvent):
+                truncated += event.truncated
+                events.append(event)
         counters = self.counters
         counters.records += len(raws)
         counters.decoded += len(events)

@@ -1,29 +1,16 @@
-"""The byte layout of one ring-buffer record, mirrored from bpf/exec.h.
+"""How a ring record's bytes are declared: one `Layout` per C struct of bpf/exec.h.
 
-    offset  size  field
-         0     8  boot_ns             u64  bpf_ktime_get_boot_ns() at the exec
-         8     8  cgroup_id           u64  kernfs id (inode) of the task's cgroup
-        16    64  ancestor_ids[8]     u64  parent first, towards the root; 0 = none
-        80     4  pid                 u32  tgid after the exec
-        84     4  ppid                u32
-        88     4  uid, gid, euid, egid (4 x u32)
-       104     4  pid_ns, mnt_ns      (2 x u32) namespace inodes
-       112     4  argc                u32  true argc
-       116     4  argv_size           u32  true byte length of argv
-       120     4  argv_len            u32  argv bytes carried
-       124     2  filename_len        u16  filename bytes carried, no NUL
-       126     2  flags               u16  FLAG_* below
-       128    16  comm                     caller's comm before the exec, NUL-padded
-       144   128  cgroup_name
-       272   128  parent_cgroup_name
-       400     -  filename bytes, then argv bytes (NUL after each argument)
-
-tests/test_layout.py checks this table against the BTF of the built exec.bpf.o.
+A layout is the struct's fields in order, each with its `struct` code. Everything else (the
+precompiled `struct.Struct`, each field's offset, the slices a decoder takes) is derived from
+that one declaration, and tests/test_layout.py compares every declared layout with the BTF of
+the built exec.bpf.o, so a field added or moved on one side only fails a test before any record
+is misread. Fields of a nested struct (the common header) are declared flat, by their own names.
 """
 
 from __future__ import annotations
 
-import struct
+from dataclasses import dataclass, field
+from struct import Struct, calcsize
 from typing import Final
 
 __all__ = [
@@ -31,15 +18,8 @@ __all__ = [
     "ARGV_CAP_MAX",
     "CGROUP_NAME_LEN",
     "COMM_LEN",
-    "FIELDS",
-    "FLAG_ANCESTORS_TRUNCATED",
-    "FLAG_ARGC_UNKNOWN",
-    "FLAG_ARGV_TRUNCATED",
-    "FLAG_ARGV_UNREADABLE",
-    "FLAG_CGROUP_NAME_TRUNCATED",
-    "FLAG_COMM_AFTER_EXEC",
-    "FLAG_PARENT_CGROUP_NAME_TRUNCATED",
     "HEADER",
+    "Layout",
 ]
 
 COMM_LEN: Final = 16
@@ -47,35 +27,56 @@ CGROUP_NAME_LEN: Final = 128
 ANCESTORS_MAX: Final = 8
 ARGV_CAP_MAX: Final = 1 << 17
 
-FLAG_ARGV_TRUNCATED: Final = 1 << 0
-FLAG_ARGV_UNREADABLE: Final = 1 << 1
-FLAG_ARGC_UNKNOWN: Final = 1 << 2
-FLAG_COMM_AFTER_EXEC: Final = 1 << 3
-FLAG_CGROUP_NAME_TRUNCATED: Final = 1 << 4
-FLAG_PARENT_CGROUP_NAME_TRUNCATED: Final = 1 << 5
-FLAG_ANCESTORS_TRUNCATED: Final = 1 << 6
 
-# Field name, struct code. The names are those of struct execlog_event in bpf/exec.h.
-FIELDS: Final[tuple[tuple[str, str], ...]] = (
-    ("boot_ns", "Q"),
-    ("cgroup_id", "Q"),
-    ("ancestor_ids", f"{ANCESTORS_MAX}Q"),
-    ("pid", "I"),
-    ("ppid", "I"),
-    ("uid", "I"),
-    ("gid", "I"),
-    ("euid", "I"),
-    ("egid", "I"),
-    ("pid_ns", "I"),
-    ("mnt_ns", "I"),
-    ("argc", "I"),
-    ("argv_size", "I"),
-    ("argv_len", "I"),
-    ("filename_len", "H"),
-    ("flags", "H"),
-    ("comm", f"{COMM_LEN}s"),
-    ("cgroup_name", f"{CGROUP_NAME_LEN}s"),
-    ("parent_cgroup_name", f"{CGROUP_NAME_LEN}s"),
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """A C struct as (field name, struct code) pairs; little-endian, no hidden padding."""
+
+    c_name: str  # the struct's name in bpf/exec.h, without `struct`
+    fields: tuple[tuple[str, str], ...]
+    struct: Struct = field(init=False, repr=False, compare=False)
+    offsets: dict[str, tuple[int, int]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        offsets: dict[str, tuple[int, int]] = {}
+        at = 0
+        for name, code in self.fields:
+            size = calcsize("<" + code)
+            offsets[name] = (at, size)
+            at += size
+        object.__setattr__(self, "struct", Struct("<" + "".join(c for _, c in self.fields)))
+        object.__setattr__(self, "offsets", offsets)
+
+    @property
+    def size(self) -> int:
+        return self.struct.size
+
+    def offset(self, name: str) -> int:
+        return self.offsets[name][0]
+
+    def span(self, first: str, last: str | None = None) -> slice:
+        """The bytes of field `first` through field `last` (default: `first` alone)."""
+        start = self.offsets[first][0]
+        end_at, end_size = self.offsets[last or first]
+        return slice(start, end_at + end_size)
+
+    def prefix(self, before: str) -> Struct:
+        """A Struct of the fields before `before`: to unpack the numbers and slice the rest."""
+        codes: list[str] = []
+        for name, code in self.fields:
+            if name == before:
+                return Struct("<" + "".join(codes))
+            codes.append(code)
+        raise KeyError(before)
+
+
+# struct execlog_header: the start of every record. `kind` says which layout follows.
+HEADER: Final = Layout(
+    "execlog_header",
+    (
+        ("kind", "H"),
+        ("flags", "H"),
+        ("pid", "I"),
+        ("boot_ns", "Q"),
+    ),
 )
-
-HEADER: Final = struct.Struct("<" + "".join(code for _, code in FIELDS))

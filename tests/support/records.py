@@ -1,9 +1,12 @@
-"""Ring records built to the layout of bpf/exec.h, for tests that need no kernel."""
+"""Ring records built to the layouts of bpf/exec.h, for tests that need no kernel."""
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 from collector.event import ExecEvent, decode
-from collector.event.layout import ANCESTORS_MAX, FIELDS, HEADER
+from collector.event.kinds.exec import EXEC, KIND_EXEC
+from collector.event.layout import ANCESTORS_MAX
 from collector.k8s import Workload
 
 __all__ = ["WORKLOAD", "event", "record"]
@@ -26,6 +29,8 @@ WORKLOAD = Workload(
 def record(filename: bytes = b"/bin/true", argv: bytes = b"true\0", **fields: object) -> bytes:
     """A record as bpf/exec.bpf.c writes it; unset header fields get plausible values."""
     values: dict[str, object] = {
+        "kind": KIND_EXEC,
+        "flags": 0,
         "boot_ns": 5_000_000_123,
         "cgroup_id": 77,
         "ancestor_ids": (12, 1) + (0,) * (ANCESTORS_MAX - 2),
@@ -41,23 +46,23 @@ def record(filename: bytes = b"/bin/true", argv: bytes = b"true\0", **fields: ob
         "argv_size": len(argv),
         "argv_len": len(argv),
         "filename_len": len(filename),
-        "flags": 0,
         "comm": b"bash",
         "cgroup_name": b"cri-containerd-abc.scope",
         "parent_cgroup_name": b"kubepods-pod1.slice",
+        "_reserved": 0,
     }
     values.update(fields)
     flat: list[object] = []
-    for name, _ in FIELDS:
+    for name, _ in EXEC.fields:
         value = values[name]
         flat.extend(value if isinstance(value, tuple) else (value,))
-    return HEADER.pack(*flat) + filename + argv
+    return EXEC.struct.pack(*flat) + filename + argv
 
 
 def event(
-    argv: list[str] | None = None, boot_to_unix_ns: int = 1_700_000_000_000_000_000, **fields: object
+    argv: list[str] | None = None, boot_to_unix_ns: int = 1_700_000_000_000_000_000, **fields: Any
 ) -> ExecEvent:
     """A decoded event; argv given as text."""
     args = ["true"] if argv is None else argv
     block = b"".join(a.encode() + b"\0" for a in args)
-    return decode(record(argv=block, **fields), boot_to_unix_ns)
+    return cast(ExecEvent, decode(record(argv=block, **fields), boot_to_unix_ns))
