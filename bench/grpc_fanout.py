@@ -18,10 +18,9 @@ from pathlib import Path
 
 from collector.event import ExecEvent
 from collector.hub import Hub
-from collector.k8s import Workload
+from collector.k8s import ProcessRecord, Workload
 from collector.listen import parse_listen
 from collector.outlets.grpc import Broker, GrpcService
-from collector.policy import ExecRecord
 
 __all__ = ["CLIENT", "Fanout", "measure", "table"]
 
@@ -97,7 +96,7 @@ def measure(records: int = 50_000, subscribers: int = 2, max_batch: int = 0, bat
             assert client.stdout is not None and client.stdout.readline().strip() == "ready"
         while len(service.broker.subscribers) < subscribers:
             time.sleep(0.01)
-        batches = [[ExecRecord.of(template, workload) for _ in range(batch)] for _ in range(sent // batch)]
+        batches = [[ProcessRecord(template, workload) for _ in range(batch)] for _ in range(sent // batch)]
         publish_s = 0.0
         start = time.perf_counter()
         for records_batch in batches:

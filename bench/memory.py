@@ -73,8 +73,8 @@ class MemoryRun:
 
 def _child(records_file: str, events: int, replay: int) -> None:
     from bench.k8sreplay import StaticPods, as_pod_record, make_pods
-    from collector.cli.pipeline import Pipeline
     from collector.config import PolicyConfig
+    from collector.engine import Pipeline
     from collector.hub import Hub
     from collector.k8s.attribution import PodEnricher
     from collector.listen import parse_listen

@@ -29,8 +29,8 @@ from typing import cast
 
 from bench.grpc_fanout import CLIENT
 from bench.k8sreplay import StaticPods, as_pod_record, make_pods
-from collector.cli.pipeline import Pipeline
 from collector.config import PolicyConfig
+from collector.engine import Pipeline
 from collector.event import BootClock, Decoder, ExecEvent
 from collector.hub import Hub
 from collector.k8s import Enricher, Standalone
@@ -139,6 +139,7 @@ class _Publishing:
     the replay buffer, the subscribers' queues; serving them is other threads' work."""
 
     name = "grpc"
+    reasons: tuple[str, ...] = ()
 
     def __init__(self, broker: Broker) -> None:
         self.publish = broker.publish

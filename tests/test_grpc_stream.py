@@ -19,11 +19,10 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from collector._proto.execlog.v1 import execlog_pb2 as pb
 from collector.hub import KERNEL_RING_FULL, RESUME_POINT_LOST, SUBSCRIBER_TOO_SLOW, Gap, Hub, Item
-from collector.k8s import Workload
+from collector.k8s import ProcessRecord, Workload
 from collector.listen import parse_listen
 from collector.outlets.grpc import Broker, GrpcService, TlsFiles
 from collector.outlets.grpc.wire import Checkpoint
-from collector.policy import ExecRecord
 from tests.support.records import event
 from tests.support.stream import Reader, StreamClient, argv1, gap_of, tls_credentials
 from tests.support.tls import CertificateAuthority
@@ -53,12 +52,12 @@ WORKLOADS: dict[str, Workload | None] = {
 BINARIES = {"curl": "/usr/bin/curl", "git": "/usr/bin/git", "sh": "/bin/sh"}
 
 
-def record(tag: str, workload: Workload | None = None, filename: str = "/bin/true") -> ExecRecord:
+def record(tag: str, workload: Workload | None = None, filename: str = "/bin/true") -> ProcessRecord:
     ev = event([Path(filename).name, tag], filename=filename.encode())
-    return ExecRecord.of(ev, workload)
+    return ProcessRecord(ev, workload)
 
 
-def tagged(n: int, prefix: str = "t") -> list[ExecRecord]:
+def tagged(n: int, prefix: str = "t") -> list[ProcessRecord]:
     return [record(f"{prefix}{i}") for i in range(n)]
 
 

@@ -15,19 +15,20 @@ from collector.hub import (
     Gap,
     Item,
 )
-from collector.k8s import Workload
+from collector.k8s import ProcessRecord, Workload
 from collector.outlets.grpc.wire import REASONS, Checkpoint, Encoder, decode, reason_name
 from collector.outlets.jsonlog import JsonFormatter
-from collector.policy import ExecRecord, SuppressedRecord
+from collector.policy import SuppressedRecord
 from tests.support.records import WORKLOAD, event
 
 STREAM = "0ef61602-7ab2-416a-9501-7604ea881f15"
 
 
-def exec_record(workload: Workload | None = WORKLOAD) -> ExecRecord:
+def exec_record(workload: Workload | None = WORKLOAD) -> ProcessRecord:
     ev = event(["curl", "-H", "Authorization: Bearer abc"], filename=b"/usr/bin/curl")
     ev.truncated = True
-    return ExecRecord(ev, workload, ["curl", "-H", "Authorization: Bearer ****"], ("authorization_header",))
+    ev.argv = ["curl", "-H", "Authorization: Bearer ****"]
+    return ProcessRecord(ev, workload, ("authorization_header",))
 
 
 def parse(data: bytes) -> pb.SubscribeResponse:
@@ -50,7 +51,7 @@ def test_exec_bytes_are_the_message_built_field_by_field() -> None:
             labels={"username": "jessie", "workspace_name": "main"},
             process=pb.Process(
                 filename="/usr/bin/curl",
-                argv=record.argv,
+                argv=record.event.argv,  # type: ignore[attr-defined]
                 truncated=True,
                 pid=ev.pid,
                 ppid=ev.ppid,
@@ -152,7 +153,7 @@ def test_batches_stay_near_one_mebibyte_and_decode_in_order() -> None:
 
     encoder = Encoder(STREAM, "n")
     big = ["x" * 1000]
-    responses = [encoder.exec(seq, ExecRecord.of(event(big))) for seq in range(1, 3001)]
+    responses = [encoder.exec(seq, ProcessRecord(event(big), None)) for seq in range(1, 3001)]
     batches = list(batch_responses(responses))
     item = len(responses[0]) + 3  # with its field key and length
     assert sum(len(b) for b in batches) > 6 << 20

@@ -7,8 +7,10 @@ models; `Source` holds the current one the way the watcher does, and counts what
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 from collector.event import ExecEvent
+from collector.k8s import ProcessRecord
 from collector.k8s.attribution import PodEnricher
 from collector.k8s.cgroups import CgroupRef
 from collector.k8s.labels import DEFAULT_LABELS
@@ -87,15 +89,19 @@ def make(source: Source, clock: Clock | None = None, **kwargs: int) -> PodEnrich
     return PodEnricher(source, NODE, clock=clock or Clock(), **kwargs)
 
 
-def tags(attributed: list[tuple[ExecEvent, Workload | None]]) -> list[str]:
-    return [ev.argv[1] for ev, _ in attributed]
+def workloads(records: list[ProcessRecord]) -> list[Workload | None]:
+    return [r.workload for r in records]
+
+
+def tags(attributed: list[ProcessRecord]) -> list[str]:
+    return [cast(ExecEvent, r.event).argv[1] for r in attributed]
 
 
 def test_a_known_container_resolves_at_once_with_labels_and_fields() -> None:
     source = Source(Snapshot())
     source.publish(pod(U1, ("dev", C1)))
     enricher = make(source)
-    [(_, workload)] = enricher.enrich([in_container(U1, C1, "t1")])
+    [workload] = workloads(enricher.enrich([in_container(U1, C1, "t1")]))
     assert workload is not None
     assert (workload.node, workload.namespace, workload.pod, workload.pod_uid) == (
         NODE,
@@ -124,11 +130,11 @@ def test_one_workload_instance_per_container_across_unchanged_snapshots() -> Non
     source.publish(pod(U1, ("dev", C1), ("side", C2)))  # a poll where nothing changed
     second = enricher.enrich([in_container(U1, C1, "c")])
     other = enricher.enrich([in_container(U1, C2, "d", cgroup_id=102)])
-    assert first[0][1] is first[1][1] is second[0][1]
-    assert other[0][1] is not first[0][1]
-    assert other[0][1] is not None and other[0][1].container == "side"
+    assert first[0].workload is first[1].workload is second[0].workload
+    assert other[0].workload is not first[0].workload
+    assert other[0].workload is not None and other[0].workload.container == "side"
     source.publish(pod(U1, ("dev", C1), ("side", C2), labels={**CODER, "com.coder.username": "zac"}))
-    [(_, relabelled)] = enricher.enrich([in_container(U1, C1, "e")])
+    [relabelled] = workloads(enricher.enrich([in_container(U1, C1, "e")]))
     assert relabelled is not None and relabelled.labels["username"] == "zac"
 
 
@@ -147,7 +153,7 @@ def test_an_unknown_pod_waits_then_resolves_in_order_when_it_appears() -> None:
     source.publish(pod(U2, ("other", C3)), pod(U1, ("dev", C1)))
     out = enricher.enrich([in_container(U1, C1, "3")])
     assert tags(out) == ["1", "2", "3"]
-    assert all(w is not None and w.resolved and w.container == "dev" for _, w in out)
+    assert all(w is not None and w.resolved and w.container == "dev" for w in (r.workload for r in out))
     assert enricher.pending == 0
     assert (enricher.counters.held, enricher.counters.resolved, enricher.counters.unresolved) == (2, 4, 0)
 
@@ -172,7 +178,7 @@ def test_held_events_go_out_unresolved_at_the_timeout_and_never_later() -> None:
     assert enricher.due(clock.now + SECOND - 1) == []
     out = enricher.due(clock.now + SECOND)
     assert tags(out) == ["1"]
-    workload = out[0][1]
+    workload = out[0].workload
     assert workload is not None and not workload.resolved
     assert (workload.pod_uid, workload.container_id, workload.pod, workload.labels) == (U1, C1, "", {})
     assert tags(enricher.due(clock.now + 2 * SECOND)) == ["2"]
@@ -186,7 +192,7 @@ def test_overflow_lets_the_oldest_out_unresolved_at_once_and_loses_none() -> Non
     enricher = make(source, pending_max=3)
     out = enricher.enrich([in_container(U1, C1, str(i)) for i in range(5)])
     assert tags(out) == ["0", "1"]
-    assert all(w is not None and not w.resolved for _, w in out)
+    assert all(w is not None and not w.resolved for w in (r.workload for r in out))
     assert enricher.pending == 3
     assert enricher.counters.pending_overflow == 2
     out += enricher.enrich([in_container(U1, C1, "5")])
@@ -206,7 +212,7 @@ def test_final_releases_everything_resolved_where_possible() -> None:
     # b resolves as the snapshot arrives; a goes out at the final call. Order holds per cgroup,
     # not across pods.
     assert tags(out) == ["b", "a"]
-    assert [w.resolved if w else None for _, w in out] == [True, False]
+    assert [w.resolved if w else None for w in (r.workload for r in out)] == [True, False]
     assert enricher.pending == 0
 
 
@@ -247,12 +253,12 @@ def test_a_container_the_kubelet_has_not_reported_waits_then_gets_the_pods_label
     pause = in_container(U1, C2, "pause", cgroup_id=150)  # the sandbox is never in the statuses
     assert enricher.enrich([pause]) == []
     assert source.pod_requests == 1
-    [(_, workload)] = enricher.due(clock.now + 2 * SECOND)
+    [workload] = workloads(enricher.due(clock.now + 2 * SECOND))
     assert workload is not None and workload.resolved
     assert (workload.pod, workload.container, workload.container_id) == ("ws-1111", "", C2)
     assert workload.labels["username"] == "jessie"
     # that container's later execs need not wait again, and share the instance
-    [(_, again)] = enricher.enrich([in_container(U1, C2, "pause2", cgroup_id=150)])
+    [again] = workloads(enricher.enrich([in_container(U1, C2, "pause2", cgroup_id=150)]))
     assert again is workload
 
 
@@ -271,10 +277,10 @@ def test_a_nested_container_of_a_seen_container_resolves_at_once() -> None:
     source.publish(pod(U1, ("dev", C1)))
     enricher = make(source)
     outer = enricher.enrich([in_container(U1, C1, "outer", cgroup_id=100)])
-    [(_, nested)] = enricher.enrich([nested_event("inner")])
+    [nested] = workloads(enricher.enrich([nested_event("inner")]))
     assert nested is not None and nested.nested_container_id == "d4" * 32
     assert (nested.container, nested.container_id, nested.pod) == ("dev", C1, "ws-1111")
-    assert outer[0][1] is not None and outer[0][1].nested_container_id is None
+    assert outer[0].workload is not None and outer[0].workload.nested_container_id is None
     assert source.scan_requests == 0
 
 
@@ -285,7 +291,7 @@ def test_a_nested_container_waits_for_a_scan_of_the_kubepods_tree() -> None:
     assert enricher.enrich([nested_event("inner")]) == []
     assert source.scan_requests == 1
     source.publish(pod(U1, ("dev", C1)), index=CgroupIndex({100: CgroupRef(U1, C1)}, answers=1))
-    [(_, nested)] = enricher.due(0)
+    [nested] = workloads(enricher.due(0))
     assert nested is not None and nested.resolved and nested.nested_container_id == "d4" * 32
 
 
@@ -294,7 +300,7 @@ def test_a_cgroup_a_scan_cannot_place_goes_out_unresolved_without_waiting_longer
     enricher = make(source)
     assert enricher.enrich([nested_event("lost", ancestors=(499, 498))]) == []
     source.publish(index=CgroupIndex({}, answers=source.scan_requests))
-    [(_, workload)] = enricher.due(0)
+    [workload] = workloads(enricher.due(0))
     assert workload is not None and not workload.resolved
     assert (workload.pod_uid, workload.container_id) == ("", "")
     assert enricher.counters.unresolved == 1

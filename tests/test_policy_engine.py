@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import pytest
 
 from collector.config import PolicyConfig
 from collector.event import ExecEvent
-from collector.k8s import Workload, parse_selector
-from collector.policy import MASK, ExecRecord, RulePolicy, SuppressedRecord, build_policy
+from collector.k8s import ProcessRecord, Workload, parse_selector
+from collector.policy import MASK, RulePolicy, SuppressedRecord, build_policy
 from collector.policy.exclude import Exclusion, Exclusions
 from collector.policy.ratelimit import RateLimiter
 from collector.policy.redact import Redactor
@@ -68,16 +68,18 @@ def test_exclusion_rules(filename: str, workload: Workload | None, rule: str | N
 def test_every_exec_is_counted_once_and_excluded_ones_spend_no_tokens() -> None:
     policy = RulePolicy(Redactor(), RateLimiter(rate=1, burst=2, summary_s=5), EXCLUSIONS)
     batch = [
-        (ev("/usr/lib/nagios/plugins/check_load"), None),
-        (ev("/usr/lib/nagios/plugins/check_load"), None),
-        (ev("/usr/lib/nagios/plugins/check_load"), None),
-        (ev("/usr/bin/mysql", ["mysql", "--password=hunter2"]), None),  # takes a token
-        (ev("/bin/ls"), None),  # takes the other
-        (ev("/usr/bin/mysql", ["mysql", "--password=hunter3"]), None),  # held back: never redacted
-        (ev("/bin/sh"), web()),  # excluded by pod
+        ProcessRecord(ev("/usr/lib/nagios/plugins/check_load"), None),
+        ProcessRecord(ev("/usr/lib/nagios/plugins/check_load"), None),
+        ProcessRecord(ev("/usr/lib/nagios/plugins/check_load"), None),
+        ProcessRecord(ev("/usr/bin/mysql", ["mysql", "--password=hunter2"]), None),  # takes a token
+        ProcessRecord(ev("/bin/ls"), None),  # takes the other
+        ProcessRecord(
+            ev("/usr/bin/mysql", ["mysql", "--password=hunter3"]), None
+        ),  # held back: never redacted
+        ProcessRecord(ev("/bin/sh"), web()),  # excluded by pod
     ]
     out = policy.apply(batch)
-    assert [r.argv for r in out if isinstance(r, ExecRecord)] == [["mysql", "--password=****"], ["ls"]]
+    assert [argv_of(r) for r in out if isinstance(r, ProcessRecord)] == [["mysql", "--password=****"], ["ls"]]
     c = policy.counters
     assert (c.captured, c.logged, c.suppressed) == (7, 2, 1)
     assert c.excluded == {"pg-ready": 0, "nagios": 3, "web-pod": 1}
@@ -91,23 +93,50 @@ def test_every_exec_is_counted_once_and_excluded_ones_spend_no_tokens() -> None:
     assert (c.summaries, c.suppressed_reported, c.pending) == (1, 1, 0)
 
 
+def argv_of(record: ProcessRecord) -> list[str]:
+    event = record.event
+    assert isinstance(event, ExecEvent)
+    return event.argv
+
+
 def test_no_field_of_a_redacted_record_holds_the_secret() -> None:
     original = ev("/usr/bin/curl", ["curl", "-H", "Authorization: Bearer s3cr3t-t0ken", "https://x"])
-    [record] = RulePolicy(Redactor()).apply([(original, web())])
-    assert isinstance(record, ExecRecord)
+    untouched = replace(original)
+    [record] = RulePolicy(Redactor()).apply([ProcessRecord(original, web())])
+    assert isinstance(record, ProcessRecord)
     assert record.redactions == ("auth-header",)
-    assert record.argv == ["curl", "-H", f"Authorization: Bearer {MASK}", "https://x"]
-    assert record.event.argv == record.argv  # the event the record carries is masked too
+    assert argv_of(record) == ["curl", "-H", f"Authorization: Bearer {MASK}", "https://x"]
     assert "s3cr3t-t0ken" not in repr(record)
-    assert replace(record.event, argv=original.argv) == original  # and is otherwise the same exec
-    assert original.argv[2].endswith("s3cr3t-t0ken")  # the decoded event itself is left alone
+    assert replace(original, argv=untouched.argv) == untouched  # otherwise the same exec
 
 
-def test_unredacted_records_share_the_event() -> None:
-    original = ev("/bin/ls", ["ls", "-la"])
-    [record] = RulePolicy(Redactor()).apply([(original, None)])
-    assert isinstance(record, ExecRecord)
-    assert record.event is original and record.argv is original.argv and record.redactions == ()
+def test_unredacted_records_pass_as_they_came() -> None:
+    original = ProcessRecord(ev("/bin/ls", ["ls", "-la"]), None)
+    argv = argv_of(original)
+    [record] = RulePolicy(Redactor()).apply([original])
+    assert record is original and argv_of(original) is argv and original.redactions == ()
+
+
+def test_records_of_a_kind_without_argv_or_filename_pass_policy_by_their_workload() -> None:
+    @dataclass(slots=True)
+    class Other:  # a kind with the process fields only, as an exit record
+        time_ns: int
+        boot_ns: int
+        pid: int = 1
+        uid: int = 0
+        comm: str = "sh"
+        cgroup_id: int = 7
+        cgroup_ancestors: tuple[int, ...] = ()
+        cgroup_name: str = "c"
+        parent_cgroup_name: str = "p"
+
+    policy = RulePolicy(Redactor(), RateLimiter(rate=1, burst=1, summary_s=5), EXCLUSIONS)
+    out = policy.apply([ProcessRecord(Other(S, S), None), ProcessRecord(Other(S, S), web())])
+    assert [r.workload for r in out if isinstance(r, ProcessRecord)] == [None]  # the web pod is excluded
+    assert policy.counters.excluded["web-pod"] == 1 and policy.counters.excluded["nagios"] == 0
+    assert policy.apply([ProcessRecord(Other(S, S), None)]) == []  # over the rate: held back
+    [summary] = policy.due(S, final=True)
+    assert isinstance(summary, SuppressedRecord) and summary.suppressed == 1 and summary.top_binaries == ()
 
 
 def test_build_policy_from_config() -> None:
@@ -127,8 +156,13 @@ def test_build_policy_from_config() -> None:
     assert policy.redactor is not None
     assert "secret-flag" not in policy.redactor.rule_names and "ticket" in policy.redactor.rule_names
     out = policy.apply(
-        [(ev("/bin/true"), None), (ev("/bin/echo", ["echo", "--password", "p", "TKT-42"]), None)]
+        [
+            ProcessRecord(ev("/bin/true"), None),
+            ProcessRecord(ev("/bin/echo", ["echo", "--password", "p", "TKT-42"]), None),
+        ]
     )
-    assert [r.argv for r in out if isinstance(r, ExecRecord)] == [["echo", "--password", "p", "TKT-****"]]
+    assert [argv_of(r) for r in out if isinstance(r, ProcessRecord)] == [
+        ["echo", "--password", "p", "TKT-****"]
+    ]
     assert policy.counters.excluded == {"true": 1}
     assert build_policy(replace(config, rate_limit_burst=7)).limiter.capacity == 7 * 10**12  # type: ignore[union-attr]

@@ -17,10 +17,9 @@ from typing import Any
 import pytest
 
 from collector.hub import SUBSCRIBER_TOO_SLOW, Gap, Hub, Item
-from collector.k8s import Workload
+from collector.k8s import ProcessRecord, Workload
 from collector.listen import parse_listen
 from collector.outlets.grpc import Broker, GrpcService, TlsFiles
-from collector.policy import ExecRecord
 from tests.support.records import event
 from tests.support.require import REPO
 from tests.support.tls import CertificateAuthority
@@ -83,7 +82,7 @@ def test_tail_with_mtls_shows_execs_live(tmp_path: Path, pki: dict[str, Any], hu
                 assert time.monotonic() < deadline and proc.poll() is None, err.read_text()
                 time.sleep(0.05)
             ev = event(["ls", "-la", "/secret"], filename=b"/usr/bin/ls")
-            hub.publish([ExecRecord.of(ev)])
+            hub.publish([ProcessRecord(ev, None)])
             while "ls -la /secret" not in out.read_text():
                 assert time.monotonic() < deadline and proc.poll() is None, err.read_text()
                 time.sleep(0.05)
@@ -137,13 +136,13 @@ def test_a_bad_selector_is_refused_by_the_collector_in_one_line(pki: dict[str, A
 
 
 def test_compact_lines_escape_control_characters_and_show_the_pod() -> None:
-    from collector.cli.tailout import CompactPrinter
+    from collector.tail.printers import CompactPrinter
 
     out, err = io.StringIO(), io.StringIO()
     printer = CompactPrinter(out, err)
     workload = Workload("node-1", "coder", "ws-jessie", "u", "dev", "c", labels={"username": "jessie"})
     ev = event(["printf", "\x1b[2J\rgotcha\n"], filename=b"/usr/bin/printf")
-    printer.record("s", "node-1", Item(1, ExecRecord.of(ev, workload)))
+    printer.record("s", "node-1", Item(1, ProcessRecord(ev, workload)))
     printer.record("s", "node-1", Gap(3, SUBSCRIBER_TOO_SLOW, 0, 10, 12))
     line = out.getvalue()
     assert line.count("\n") == 1 and "\x1b" not in line and "\r" not in line

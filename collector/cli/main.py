@@ -82,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     # Imported here so that `execlog --help` works without libbpf on the machine.
-    from collector.cli.run import FatalError
+    from collector.engine import FatalError
 
     try:
         if args.command == "check":

@@ -9,10 +9,7 @@ from pathlib import Path
 from collector.k8s.labels import DEFAULT_LABELS, LabelRule
 from collector.k8s.selector import Selector
 from collector.listen import ListenAddress
-from collector.policy.exclude import Exclusion
-from collector.policy.spec import (
-    RedactionRule,
-)
+from collector.policy.settings import PolicyConfig
 
 __all__ = [
     "SECTIONS",
@@ -86,24 +83,13 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True, slots=True)
-class PolicyConfig:
-    redact: bool = True
-    rate_limit: float = 0.0  # execs/s per workload; 0: no limit
-    rate_limit_burst: int | None = None  # None: the rate, at least 1
-    rate_limit_summary_s: float = 5.0
-    redaction_rules: tuple[RedactionRule, ...] = ()  # YAML only
-    disabled_redaction_rules: tuple[str, ...] = ()  # YAML only: built-in rule names
-    exclusions: tuple[Exclusion, ...] = ()  # YAML only
-
-
-@dataclass(frozen=True, slots=True)
 class Config:
     capture: CaptureConfig
     output: OutputConfig
     kubernetes: KubernetesConfig
     grpc: GrpcConfig
     metrics: MetricsConfig
-    policy: PolicyConfig = PolicyConfig()
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
     config_file: Path | None = None
     # Where each value came from (key -> "flag --x", "env EXECLOG_X", "file f.yaml", "default").
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from collector.hub.items import Item, Record
+from collector.hub.losses import Losses
 
 __all__ = ["Hub", "Outlet"]
 
@@ -16,6 +17,7 @@ class Outlet(Protocol):
     """An output. `publish` must not block: an outlet that cannot keep up drops and counts."""
 
     name: str
+    reasons: tuple[str, ...]  # the gap reasons it can lose records for (for the metrics)
 
     def publish(self, items: Sequence[Item]) -> None: ...
 
@@ -28,6 +30,8 @@ class Hub:
     def __init__(self, outlets: Sequence[Outlet] = (), stream_id: str | None = None) -> None:
         # Unique per run, so a consumer can tell a restarted collector's seq 1 from this one's.
         self.stream_id = stream_id or str(uuid.uuid4())
+        # Every outlet's losses, counted in one place: the metrics and the stop line read them here.
+        self.losses = Losses()
         self._outlets = list(outlets)
         self._next_seq = 1
         self._lock = threading.Lock()

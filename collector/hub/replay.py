@@ -13,15 +13,11 @@ wanted was evicted meanwhile.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Generic, Protocol, TypeVar
+from typing import Generic, TypeVar
 
-__all__ = ["ReplayBuffer", "Sequenced"]
+from collector.hub.queue import Sequenced
 
-
-class Sequenced(Protocol):
-    @property
-    def seq(self) -> int: ...
-
+__all__ = ["ReplayBuffer"]
 
 T = TypeVar("T", bound=Sequenced)
 

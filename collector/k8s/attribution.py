@@ -1,4 +1,4 @@
-"""The Kubernetes enricher: each exec's cgroup becomes its pod and container, or waits a little.
+"""The Kubernetes enricher: each event's cgroup becomes its pod and container, or waits a little.
 
 On the ring reader's thread, attributing an event is a dictionary lookup: a cache maps the cgroup
 id to its result (a Workload, or "not logged") for the snapshot in use, and a result is worked
@@ -20,10 +20,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Final, Protocol
 
-from collector.event import ExecEvent
+from collector.event import ProcessEvent
 from collector.k8s.cgroups import CgroupRef, attribute_below, attribute_names, is_structural
-from collector.k8s.enricher import Attributed
 from collector.k8s.pods import PodEntry, Snapshot
+from collector.k8s.record import ProcessRecord
 from collector.k8s.workload import Workload
 
 __all__ = ["EnricherCounters", "PodEnricher", "PodSource"]
@@ -79,7 +79,7 @@ _Result = Workload | _Outcome
 @dataclass(slots=True)
 class _Held:
     deadline_ns: int
-    event: ExecEvent
+    event: ProcessEvent
     scan_request: int  # the scan request made for it; 0 when it waits for the kubelet
 
 
@@ -116,8 +116,8 @@ class PodEnricher:
     def pending(self) -> int:
         return len(self._pending)
 
-    def enrich(self, events: Sequence[ExecEvent]) -> list[Attributed]:
-        out: list[Attributed] = []
+    def enrich(self, events: Sequence[ProcessEvent]) -> list[ProcessRecord]:
+        out: list[ProcessRecord] = []
         snap = self._source.snapshot
         if snap is not self._snap:
             self._new_snapshot(snap, out)
@@ -137,7 +137,7 @@ class PodEnricher:
                         self._hold(ev, now, 0)
                         continue
                 resolved += 1
-                append((ev, result))
+                append(ProcessRecord(ev, result))
             elif result is WAIT_POD or result is WAIT_SCAN:
                 now = now or self._clock()
                 self._hold(ev, now, self._ask(result, snap))
@@ -151,8 +151,8 @@ class PodEnricher:
             self._settle(self._pending.popleft(), snap, out)
         return out
 
-    def due(self, now_ns: int, final: bool = False) -> list[Attributed]:
-        out: list[Attributed] = []
+    def due(self, now_ns: int, final: bool = False) -> list[ProcessRecord]:
+        out: list[ProcessRecord] = []
         snap = self._source.snapshot
         if snap is not self._snap:
             self._new_snapshot(snap, out)
@@ -163,7 +163,7 @@ class PodEnricher:
 
     # -- attribution ----------------------------------------------------------------------------
 
-    def _attribute(self, ev: ExecEvent, snap: Snapshot) -> _Result:
+    def _attribute(self, ev: ProcessEvent, snap: Snapshot) -> _Result:
         """Work out one cgroup's result for this snapshot; cached unless it must wait."""
         ref = self._ref(ev, snap)
         if isinstance(ref, _Outcome):
@@ -182,7 +182,7 @@ class PodEnricher:
         self._remember(ev.cgroup_id, snap, workload)
         return workload
 
-    def _ref(self, ev: ExecEvent, snap: Snapshot) -> CgroupRef | _Outcome:
+    def _ref(self, ev: ProcessEvent, snap: Snapshot) -> CgroupRef | _Outcome:
         ref = self._refs.get(ev.cgroup_id)
         if ref is not None:
             return ref
@@ -240,12 +240,12 @@ class PodEnricher:
             self._asked_pods = source.pod_requests
         return 0
 
-    def _hold(self, ev: ExecEvent, now: int, scan_request: int) -> None:
+    def _hold(self, ev: ProcessEvent, now: int, scan_request: int) -> None:
         self.counters.held += 1
         self._pending.append(_Held(now + self._timeout, ev, scan_request))
         self._pending_ids[ev.cgroup_id] += 1
 
-    def _new_snapshot(self, snap: Snapshot, out: list[Attributed]) -> None:
+    def _new_snapshot(self, snap: Snapshot, out: list[ProcessRecord]) -> None:
         self._snap = snap
         # Results of older snapshots can no longer be used, and each one pins its snapshot, with
         # every pod of the node in it: keeping them grew memory with every pod that came and went.
@@ -255,7 +255,7 @@ class PodEnricher:
         if self._pending:
             self._retry(snap, out)
 
-    def _retry(self, snap: Snapshot, out: list[Attributed]) -> None:
+    def _retry(self, snap: Snapshot, out: list[ProcessRecord]) -> None:
         """Let out, in order, every held event that this snapshot settles."""
         kept: deque[_Held] = deque()
         for held in self._pending:
@@ -270,7 +270,7 @@ class PodEnricher:
             self._release_id(ev.cgroup_id)
             if isinstance(result, Workload):
                 self.counters.resolved += 1
-                out.append((ev, result))
+                out.append(ProcessRecord(ev, result))
             elif result is NOT_SELECTED:
                 self.counters.not_selected += 1
             else:
@@ -279,14 +279,14 @@ class PodEnricher:
         if any(h.scan_request == 0 for h in kept):
             self._ask(WAIT_POD, snap)  # the pod may reach the kubelet any moment: ask again
 
-    def _settle(self, held: _Held, snap: Snapshot, out: list[Attributed]) -> None:
+    def _settle(self, held: _Held, snap: Snapshot, out: list[ProcessRecord]) -> None:
         """A held event must go out now: as well attributed as it can be."""
         ev = held.event
         self._release_id(ev.cgroup_id)
         result = self._attribute(ev, snap)
         if isinstance(result, Workload):
             self.counters.resolved += 1
-            out.append((ev, result))
+            out.append(ProcessRecord(ev, result))
             return
         if result is NOT_SELECTED:
             self.counters.not_selected += 1
@@ -309,7 +309,7 @@ class PodEnricher:
         else:
             workload = self._unresolved_workload(ref)
             self.counters.unresolved += 1
-        out.append((ev, workload))
+        out.append(ProcessRecord(ev, workload))
 
     def _unresolved_workload(self, ref: CgroupRef | None) -> Workload:
         workload = self._unresolved.get(ref)

@@ -10,7 +10,9 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Protocol
 
 from collector.bpf.program import KernelCounters
-from collector.cli.pipeline import PipelineCounters
+from collector.event import DecodeCounters
+from collector.hub import Losses
+from collector.k8s import EnricherCounters, WatcherCounters
 from collector.metrics.readings import Reading, Value
 from collector.policy import PolicyCounters
 
@@ -33,17 +35,24 @@ class KernelSide(Protocol):
 
 def core_readings(
     kernel: KernelSide,
-    pipeline: PipelineCounters,
+    decoded: DecodeCounters,
+    *,
     last_seq: Callable[[], int],
-    outlet_losses: Mapping[str, Callable[[], int]],
-    enrichment_misses: Callable[[], int] | None = None,
+    losses: Losses,
+    outlets: Mapping[str, tuple[str, ...]],
+    enricher: EnricherCounters | None = None,
 ) -> list[Reading]:
-    """`enrichment_misses` is the Kubernetes room's count of execs it could not attribute to a
-    pod; until it is wired the metric is left out."""
-    misses = enrichment_misses
+    """`outlets`: each outlet in use and the reasons it can lose records for, shown at 0 before
+    the first loss. `enricher`: Kubernetes mode's attribution counters; without them the misses
+    metric is left out."""
 
-    def losses() -> Value:
-        return {(name,): read() for name, read in outlet_losses.items()}
+    def outlet_losses() -> Value:
+        counts: dict[tuple[str, ...], float] = {
+            (name, reason): 0 for name, reasons in outlets.items() for reason in reasons
+        }
+        for key, lost in losses.by_reason().items():
+            counts[key] = lost
+        return counts
 
     return [
         Reading(
@@ -74,19 +83,19 @@ def core_readings(
             "execlog_records_decoded_total",
             "Ring records decoded into exec events.",
             "counter",
-            lambda: pipeline.decoded,
+            lambda: decoded.decoded,
         ),
         Reading(
             "execlog_records_malformed_total",
             "Ring records that failed their bounds checks and were dropped (a bug).",
             "counter",
-            lambda: pipeline.malformed,
+            lambda: decoded.malformed,
         ),
         Reading(
             "execlog_records_truncated_total",
             "Exec events whose argv was cut at the argv cap.",
             "counter",
-            lambda: pipeline.truncated,
+            lambda: decoded.truncated,
         ),
         Reading(
             "execlog_stream_last_seq",
@@ -96,61 +105,61 @@ def core_readings(
         ),
         Reading(
             "execlog_outlet_lost_records_total",
-            "Records an outlet could not deliver (stdout too slow, subscribers too slow), by outlet.",
+            "Records an outlet could not deliver, by outlet and reason (outlet_queue_full: stdout "
+            "too slow; outlet_write_failed: stdout's writes failed; subscriber_too_slow: a gRPC "
+            "subscriber read too slowly).",
             "counter",
-            losses,
-            labels=("outlet",),
+            outlet_losses,
+            labels=("outlet", "reason"),
         ),
         Reading(
             "execlog_enrichment_misses_total",
             "Execs that went out without their pod: its cgroup matched no pod known to the kubelet.",
             "counter",
-            misses if misses is not None else (lambda: None),
+            (lambda: enricher.unresolved) if enricher is not None else (lambda: None),
         ),
     ]
 
 
-def kubernetes_readings(counters: Callable[[], Mapping[str, int]]) -> list[Reading]:
-    """Kubernetes mode's attribution counters (see collector.k8s.attribution.EnricherCounters)."""
-
-    def read(*keys: str) -> Callable[[], Value]:
-        return lambda: {(key,): counters()[key] for key in keys}
-
-    def one(key: str) -> Callable[[], Value]:
-        return lambda: counters()[key]
-
+def kubernetes_readings(enricher: EnricherCounters, watcher: WatcherCounters) -> list[Reading]:
+    """Kubernetes mode's attribution counters, read from the enricher and the pod watcher."""
     return [
         Reading(
             "execlog_kubernetes_execs_total",
             "Execs in Kubernetes mode by outcome: resolved (sent with their pod), unresolved (sent "
             "without it), not_selected and outside_pods (not logged, counted here).",
             "counter",
-            read("resolved", "unresolved", "not_selected", "outside_pods"),
+            lambda: {
+                ("resolved",): enricher.resolved,
+                ("unresolved",): enricher.unresolved,
+                ("not_selected",): enricher.not_selected,
+                ("outside_pods",): enricher.outside_pods,
+            },
             labels=("outcome",),
         ),
         Reading(
             "execlog_kubernetes_held_total",
             "Execs that waited in the pending queue for the kubelet or a cgroup scan.",
             "counter",
-            one("held"),
+            lambda: enricher.held,
         ),
         Reading(
             "execlog_kubernetes_pending_overflow_total",
             "Held execs sent early, unresolved, because the pending queue was full.",
             "counter",
-            one("pending_overflow"),
+            lambda: enricher.pending_overflow,
         ),
         Reading(
             "execlog_kubelet_polls_total",
             "GET /pods requests to the kubelet.",
             "counter",
-            one("kubelet_polls"),
+            lambda: watcher.polls,
         ),
         Reading(
             "execlog_kubelet_poll_failures_total",
             "GET /pods requests that failed (unreachable, refused, HTTP errors, malformed bodies).",
             "counter",
-            one("kubelet_poll_failures"),
+            lambda: watcher.poll_failures,
         ),
     ]
 

@@ -2,17 +2,23 @@
 
 The reference record's keys stay at their paths (`ts`, `level`, `msg`, `fields.labels`,
 `fields.cmdline`, `fields.event.{filename, argv, truncated, pid, uid, gid, comm}`), so its kubectl
-and CloudWatch queries work unchanged; execlog's additions sit beside them.
+and CloudWatch queries work unchanged; execlog's additions sit beside them. Each record type has
+its encoder in `JsonFormatter`'s table; a new kind adds one.
 
-Writing happens on the outlet's own thread behind a bounded queue, so a stdout that blocks (a
-stalled log pipeline, a paused terminal) never stops the ring reader. Records that find the queue
-full are counted, and a `msg: "gap"` line takes their place in the stream, with how many were
-lost, their seq range and why.
+Writing happens on the outlet's own thread behind the hub's bounded queue, so a stdout that blocks
+(a stalled log pipeline, a paused terminal) never stops the ring reader. Records that find the
+queue full are counted, and a `msg: "gap"` line takes their place in the stream.
+
+A write that fails (a full disk, an I/O error) loses the records it could not write: they are
+counted, and once writing works again a gap line with reason `outlet_write_failed` and their exact
+count comes first. The writer retries with backoff meanwhile, and the other outlets go on. The
+file never holds half a line: a line cut by the failure is finished first when writing resumes.
+Only a pipe whose reader is gone for good (EPIPE) ends the run.
 """
 
 from __future__ import annotations
 
-import collections
+import errno
 import logging
 import os
 import select
@@ -23,18 +29,30 @@ from typing import Any
 
 import orjson
 
-from collector.hub import OUTLET_QUEUE_FULL, Gap, Item
-from collector.k8s import PerWorkload, Workload
-from collector.policy import ExecRecord, SuppressedRecord
+from collector.event import ExecEvent
+from collector.hub import (
+    OUTLET_QUEUE_FULL,
+    OUTLET_WRITE_FAILED,
+    Chunk,
+    Gap,
+    Item,
+    Losses,
+    OutletQueue,
+    Record,
+)
+from collector.k8s import PerWorkload, ProcessRecord, Workload
+from collector.policy import SuppressedRecord
 
 __all__ = ["JsonFormatter", "JsonLogOutlet"]
 
 log = logging.getLogger("execlog.jsonlog")
 
 _NEWLINE = orjson.OPT_APPEND_NEWLINE
-
-
 _CACHE_LIMIT = 1024  # workloads (containers) whose JSON is kept; more than a node runs
+_BACKOFF_FIRST = 0.1
+_BACKOFF_MAX = 5.0
+
+Document = dict[str, Any]
 
 
 class JsonFormatter:
@@ -46,6 +64,12 @@ class JsonFormatter:
         self._second_text = ""
         # Each workload's labels and kubernetes block, serialised once per container.
         self._workloads: PerWorkload[tuple[orjson.Fragment, orjson.Fragment]] = PerWorkload(_CACHE_LIMIT)
+        # One encoder per record type: a process record's event type, SuppressedRecord, Gap.
+        self.encoders: dict[type, Callable[[Any, int | None], Document]] = {
+            ExecEvent: self._exec,
+            SuppressedRecord: self._suppressed,
+            Gap: self._gap,
+        }
 
     def ts(self, time_ns: int) -> str:
         """RFC 3339 in UTC with nanoseconds, e.g. 2022-02-28T20:29:38.038452202Z."""
@@ -55,16 +79,14 @@ class JsonFormatter:
             self._second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
         return f"{self._second_text}.{frac:09d}Z"
 
-    def document(self, item: Item | Gap) -> dict[str, Any]:
+    def document(self, item: Item | Gap) -> Document:
         """The record as a JSON document (pre-serialised parts appear as orjson.Fragment)."""
-        if isinstance(item, Gap):
+        if type(item) is Gap:
             return self._gap(item, None)
-        record = item.record
-        if isinstance(record, ExecRecord):
-            return self._exec(record, item.seq)
-        if isinstance(record, SuppressedRecord):
-            return self._suppressed(record, item.seq)
-        return self._gap(record, item.seq)
+        assert isinstance(item, Item)
+        record: Record = item.record
+        key = type(record.event) if type(record) is ProcessRecord else type(record)
+        return self.encoders[key](record, item.seq)
 
     def line(self, item: Item | Gap) -> bytes:
         return orjson.dumps(self.document(item), option=_NEWLINE)
@@ -76,15 +98,31 @@ class JsonFormatter:
                 workload,
                 (
                     orjson.Fragment(orjson.dumps(workload.labels)),
-                    orjson.Fragment(orjson.dumps(_kubernetes(workload))),
+                    orjson.Fragment(orjson.dumps(kubernetes_block(workload))),
                 ),
             )
         return cached
 
-    def _exec(self, record: ExecRecord, seq: int) -> dict[str, Any]:
+    def process_fields(self, record: ProcessRecord, event: Document, seq: int | None) -> Document:
+        """`fields` of a process record of any kind: labels, the kind's `event` block, the
+        workload, the redactions and the record's place in the stream."""
+        workload = record.workload
+        if workload is None:
+            fields: Document = {"labels": {}, "event": event}
+        else:
+            labels, kubernetes = self._workload_json(workload)
+            fields = {"labels": labels, "event": event, "kubernetes": kubernetes}
+        if record.redactions:
+            fields["redacted"] = list(record.redactions)
+        fields["seq"] = seq
+        fields["stream_id"] = self.stream_id
+        return fields
+
+    def _exec(self, record: ProcessRecord, seq: int | None) -> Document:
         ev = record.event
-        argv = record.argv
-        event: dict[str, Any] = {
+        assert type(ev) is ExecEvent
+        argv = ev.argv
+        event: Document = {
             "filename": ev.filename,
             "argv": argv,
             "truncated": ev.truncated,
@@ -105,21 +143,13 @@ class JsonFormatter:
         }
         if ev.non_utf8:
             event["non_utf8"] = True
-        workload = record.workload
-        if workload is None:
-            fields: dict[str, Any] = {"labels": {}, "cmdline": " ".join(argv), "event": event}
-        else:
-            labels, kubernetes = self._workload_json(workload)
-            fields = {"labels": labels, "cmdline": " ".join(argv), "event": event, "kubernetes": kubernetes}
-        if record.redactions:
-            fields["redacted"] = list(record.redactions)
-        fields["seq"] = seq
-        fields["stream_id"] = self.stream_id
+        fields = self.process_fields(record, event, seq)
+        fields["cmdline"] = " ".join(argv)
         return {"ts": self.ts(ev.time_ns), "level": "INFO", "msg": "exec", "fields": fields}
 
-    def _suppressed(self, record: SuppressedRecord, seq: int) -> dict[str, Any]:
+    def _suppressed(self, record: SuppressedRecord, seq: int | None) -> Document:
         start, end = record.interval_start_ns, record.interval_end_ns
-        fields: dict[str, Any] = {
+        fields: Document = {
             "labels": record.workload.labels if record.workload is not None else {},
             "suppressed": record.suppressed,
             "interval": {
@@ -132,13 +162,13 @@ class JsonFormatter:
             "cgroup": record.cgroup_name,
         }
         if record.workload is not None:
-            fields["kubernetes"] = _kubernetes(record.workload)
+            fields["kubernetes"] = kubernetes_block(record.workload)
         fields["seq"] = seq
         fields["stream_id"] = self.stream_id
         return {"ts": self.ts(end), "level": "INFO", "msg": "exec_suppressed", "fields": fields}
 
-    def _gap(self, gap: Gap, seq: int | None) -> dict[str, Any]:
-        fields: dict[str, Any] = {"lost": gap.lost, "reason": gap.reason}
+    def _gap(self, gap: Gap, seq: int | None) -> Document:
+        fields: Document = {"lost": gap.lost, "reason": gap.reason}
         if gap.first_seq is not None:
             fields["first_seq"] = gap.first_seq
             fields["last_seq"] = gap.last_seq
@@ -148,8 +178,8 @@ class JsonFormatter:
         return {"ts": self.ts(gap.time_ns), "level": "WARN", "msg": "gap", "fields": fields}
 
 
-def _kubernetes(w: Workload) -> dict[str, Any]:
-    block: dict[str, Any] = {
+def kubernetes_block(w: Workload) -> Document:
+    block: Document = {
         "node": w.node,
         "namespace": w.namespace,
         "pod": w.pod,
@@ -168,6 +198,7 @@ class JsonLogOutlet:
     """Writes items to a file descriptor (stdout) from its own thread."""
 
     name = "jsonlog"
+    reasons: tuple[str, ...] = (OUTLET_QUEUE_FULL, OUTLET_WRITE_FAILED)  # what it can lose records for
 
     def __init__(
         self,
@@ -175,120 +206,193 @@ class JsonLogOutlet:
         stream_id: str,
         capacity: int,
         on_fatal: Callable[[BaseException], None] | None = None,
+        *,
+        losses: Losses | None = None,
+        write: Callable[[int, memoryview], int] = os.write,
     ) -> None:
         self._fd = fd
+        self._write = write
         # One formatter per thread: their caches are not shared. The publisher's thread formats
         # the records; the writer's formats only the gap lines it has to insert.
         self._format = JsonFormatter(stream_id)
         self._format_gaps = JsonFormatter(stream_id)
-        self._capacity = capacity
         self._on_fatal = on_fatal
-        self._queue: collections.deque[bytes | Gap] = collections.deque()  # lines, and gaps to write
-        self._pending_gap: Gap | None = None
+        self._queue: OutletQueue[Chunk] = OutletQueue(
+            capacity, OUTLET_QUEUE_FULL, outlet=self.name, losses=losses
+        )
         self._cond = threading.Condition()
-        self._closing = False
-        self._broken = False
-        self._inflight = 0
-        self.lost = 0  # records this outlet dropped, all reasons
+        self._busy = False  # something published is not yet written or counted lost
+        self._broken = False  # the pipe's reader is gone for good
+        self._partial = b""  # the rest of a line a failed write cut: written first
+        self._retry_gaps: list[Gap] = []  # gap lines a failed write did not get out
+        self._stop = threading.Event()
         self.written = 0  # lines written, gap lines included
+        self.write_failures = 0
         self._thread = threading.Thread(target=self._run, name="jsonlog-writer", daemon=True)
         self._thread.start()
 
+    @property
+    def lost(self) -> int:
+        """Records this outlet lost, every reason."""
+        return self._queue.lost
+
     def publish(self, items: Sequence[Item]) -> None:
-        with self._cond:
-            room = 0 if self._broken else max(self._capacity - len(self._queue), 0)
+        if not items:
+            return
         # Only the writer takes from the queue meanwhile, so the room can only have grown.
+        room = 0 if self._broken else self._queue.room()
         accepted = items[:room]
         # Formatted here, on the publisher's thread, so that the writer's thread only writes bytes
         # (os.write releases the GIL): two threads busy in Python at once cost far more than the
         # sum of their work, in hand-overs of the GIL.
         line = self._format.line
-        lines = [line(item) for item in accepted]
+        data = b"".join([line(item) for item in accepted]) if accepted else b""
         with self._cond:
-            if lines:
-                if self._pending_gap is not None:
-                    self._queue.append(self._pending_gap)
-                    self._pending_gap = None
-                self._queue.extend(lines)
+            self._busy = True
+            if accepted:
+                self._queue.offer_chunk(Chunk(accepted[0].seq, accepted[-1].seq, len(accepted), data))
             if len(accepted) < len(items):
-                self._drop(items[len(accepted) :])
-            self._cond.notify()
+                self._queue.drop(items[len(accepted)].seq, items[-1].seq, len(items) - len(accepted))
 
-    def _drop(self, items: Sequence[Item]) -> None:
-        # Called with the lock held.
-        self.lost += len(items)
-        gap = self._pending_gap
-        if gap is None:
-            gap = self._pending_gap = Gap(0, OUTLET_QUEUE_FULL, time.time_ns(), items[0].seq, items[0].seq)
-        gap.lost += len(items)
-        gap.last_seq = items[-1].seq
+    # -- the writer's thread ----------------------------------------------------------------------
 
     def _run(self) -> None:
+        backoff = 0.0
         while True:
-            with self._cond:
-                while not self._queue and self._pending_gap is None and not self._closing:
-                    self._cond.wait()
-                batch: list[bytes | Gap] = list(self._queue)
-                self._queue.clear()
-                if not batch and self._pending_gap is not None:
-                    batch, self._pending_gap = [self._pending_gap], None
-                if not batch and self._closing:
-                    return
-                self._inflight = len(batch)
-            try:
-                gap_line = self._format_gaps.line
-                data = b"".join([e if isinstance(e, bytes) else gap_line(e) for e in batch])
-                self._write(data)
-            except OSError as exc:
-                self._fail(exc, batch)
+            batch = self._queue.take(1.0)
+            if batch is None:
+                self._settled()
                 return
-            with self._cond:
-                self.written += len(batch)
-                self._inflight = 0
-                self._cond.notify_all()
-
-    def _write(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
+            if not batch and not self._partial and not self._retry_gaps:
+                self._settled()
+                continue
             try:
-                n = os.write(self._fd, view)
+                self._deliver(batch)
+            except OSError as exc:
+                self.write_failures += 1
+                if exc.errno == errno.EPIPE or self._stop.is_set():
+                    self._give_up(exc)
+                    return
+                backoff = min(backoff * 2, _BACKOFF_MAX) if backoff else _BACKOFF_FIRST
+                if self.write_failures == 1 or backoff == _BACKOFF_MAX:
+                    log.error(
+                        "stdout write failed (%s): %d records lost so far; the other outlets go on, "
+                        "and writes are retried every %.1fs at most",
+                        exc.strerror or exc,
+                        self.lost,
+                        _BACKOFF_MAX,
+                    )
+                self._stop.wait(backoff)
+                continue
+            if backoff:
+                log.warning("stdout writes work again: %d records were lost, a gap line says so", self.lost)
+                backoff = 0.0
+            self._settled()
+
+    def _deliver(self, batch: list[Chunk | Gap]) -> None:
+        """Write the rest of a cut line, gap lines left over, then the batch. On a failure, count
+        what did not get out, keep what must be retried, and raise the OSError."""
+        gap_line = self._format_gaps.line
+        owners: list[Chunk | Gap | None] = [None] if self._partial else []
+        parts = [self._partial] if self._partial else []
+        for entry in (*self._retry_gaps, *batch):
+            owners.append(entry)
+            parts.append(entry.data if isinstance(entry, Chunk) else gap_line(entry))
+        mid_line = bool(self._partial)
+        self._partial, self._retry_gaps = b"", []
+        data = b"".join(parts)
+        view = memoryview(data)
+        written = 0
+        while written < len(data):
+            try:
+                written += self._write(self._fd, view[written:])
             except BlockingIOError:
                 select.select([], [self._fd], [])
-                continue
             except InterruptedError:
                 continue
-            view = view[n:]
-
-    def _fail(self, exc: OSError, batch: list[bytes | Gap]) -> None:
+            except OSError:
+                self._account(data, written, mid_line, owners, parts)
+                raise
+        lines = sum(e.count if isinstance(e, Chunk) else 1 for e in owners if e is not None)
         with self._cond:
-            self._broken = True
-            dropped = sum(1 for entry in batch if isinstance(entry, bytes)) + sum(
-                1 for entry in self._queue if isinstance(entry, bytes)
-            )
-            self.lost += dropped
-            self._queue.clear()
-            self._cond.notify_all()
-        log.error("stdout failed (%s); %d records could not be written", exc.strerror or exc, dropped)
-        if self._on_fatal is not None:
+            self.written += lines
+
+    def _account(
+        self,
+        data: bytes,
+        written: int,
+        mid_line: bool,
+        owners: list[Chunk | Gap | None],
+        parts: list[bytes],
+    ) -> None:
+        """A write stopped after `written` bytes of `data`, the joined `parts`. A line it cut is
+        finished first next time (it counts as written); gap lines not written are retried;
+        records not written are lost, counted, and said in an `outlet_write_failed` gap."""
+        done_at = written
+        if (written and data[written - 1] != 0x0A) or (not written and mid_line):
+            done_at = data.find(b"\n", written) + 1
+            self._partial = data[written:done_at]
+        lines = lost = first = last = 0
+        at = 0
+        for owner, part in zip(owners, parts, strict=True):
+            start, at = at, at + len(part)
+            if owner is None:
+                continue  # the old cut line: finished now, or cut again (self._partial)
+            if isinstance(owner, Gap):
+                if at <= done_at:
+                    lines += 1
+                else:
+                    self._retry_gaps.append(owner)
+                continue
+            out = owner.count if at <= done_at else part.count(b"\n", 0, max(done_at - start, 0))
+            lines += out
+            if out < owner.count:
+                if not lost:
+                    first = owner.seq + out
+                lost += owner.count - out
+                last = owner.last_seq
+        with self._cond:
+            self.written += lines
+        self._queue.lost_downstream(first, last, lost, OUTLET_WRITE_FAILED)
+
+    def _give_up(self, exc: OSError) -> None:
+        """The reader is gone for good, or the run stops while writes fail: what is left is lost."""
+        self._broken = True
+        left = self._queue.cancel()
+        self._queue.lost_downstream(None, None, left, OUTLET_WRITE_FAILED)
+        log.error(
+            "stdout %s (%s): %d lines written, %d records lost",
+            "is closed for good" if exc.errno == errno.EPIPE else "still fails at the stop",
+            exc.strerror or exc,
+            self.written,
+            self.lost,
+        )
+        self._settled()
+        if exc.errno == errno.EPIPE and self._on_fatal is not None:
             self._on_fatal(exc)
 
-    def close(self, timeout: float) -> None:
+    def _settled(self) -> None:
         with self._cond:
-            self._closing = True
-            self._cond.notify_all()
+            if self._broken or (len(self._queue) == 0 and not self._partial and not self._retry_gaps):
+                self._busy = False
+                self._cond.notify_all()
+
+    # -- life -------------------------------------------------------------------------------------
+
+    def close(self, timeout: float) -> None:
+        self._stop.set()
+        self._queue.close()
         self._thread.join(timeout)
         if self._thread.is_alive():
-            with self._cond:
-                left = sum(1 for entry in self._queue if isinstance(entry, bytes))
+            left = self._queue.cancel()
             log.error("stdout did not take the last %d records within %.1fs; they are lost", left, timeout)
-            with self._cond:
-                self.lost += left
+            self._queue.lost_downstream(None, None, left, OUTLET_WRITE_FAILED)
 
     def wait_idle(self, timeout: float) -> bool:
-        """Block until everything queued so far is written (for tests and shutdown)."""
+        """Block until everything published so far is written or counted lost."""
         deadline = time.monotonic() + timeout
         with self._cond:
-            while self._queue or self._pending_gap is not None or self._inflight:
+            while self._busy:
                 left = deadline - time.monotonic()
                 if left <= 0 or self._broken:
                     return False

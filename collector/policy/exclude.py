@@ -19,7 +19,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from collector.event import ExecEvent
+from collector.event import ProcessEvent
 from collector.k8s import Selector, Workload
 
 __all__ = ["Exclusion", "Exclusions", "is_glob"]
@@ -45,9 +45,12 @@ class _Compiled:
     glob: re.Pattern[str] | None
     selector: Selector | None
 
-    def matches(self, event: ExecEvent, workload: Workload | None) -> bool:
+    def matches(self, event: ProcessEvent, workload: Workload | None) -> bool:
         if self.exact or self.glob is not None:
-            filename = event.filename
+            # A kind that names no binary (an exit) is never excluded by one.
+            filename: str | None = getattr(event, "filename", None)
+            if filename is None:
+                return False
             if filename not in self.exact and (self.glob is None or not self.glob.match(filename)):
                 return False
         if self.selector is not None:
@@ -73,8 +76,8 @@ class Exclusions:
         self._rules = tuple(compiled)
         self.names = tuple(rule.name for rule in rules)
 
-    def match(self, event: ExecEvent, workload: Workload | None) -> str | None:
-        """The name of the first rule that drops this exec, or None to keep it."""
+    def match(self, event: ProcessEvent, workload: Workload | None) -> str | None:
+        """The name of the first rule that drops this record, or None to keep it."""
         for rule in self._rules:
             if rule.matches(event, workload):
                 return rule.name

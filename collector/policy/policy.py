@@ -5,16 +5,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from collector.k8s import Attributed
-from collector.policy.record import ExecRecord, PolicyRecord
+from collector.k8s import ProcessRecord
+from collector.policy.record import PolicyRecord
 
 __all__ = ["PassThrough", "Policy"]
 
 
 class Policy(Protocol):
-    """Decides what of each exec leaves the collector. Runs on the ring reader's thread."""
+    """Decides what of each record leaves the collector. Runs on the ring reader's thread."""
 
-    def apply(self, attributed: Sequence[Attributed]) -> list[PolicyRecord]: ...
+    def apply(self, records: Sequence[ProcessRecord]) -> list[PolicyRecord]: ...
 
     def due(self, now_ns: int, final: bool = False) -> list[PolicyRecord]:
         """Records that time alone makes due (e.g. rate-limit summaries).
@@ -24,10 +24,10 @@ class Policy(Protocol):
 
 
 class PassThrough:
-    """No policy: every exec is shown as it was captured."""
+    """No policy: every record is shown as it was captured."""
 
-    def apply(self, attributed: Sequence[Attributed]) -> list[PolicyRecord]:
-        return [ExecRecord.of(event, workload) for event, workload in attributed]
+    def apply(self, records: Sequence[ProcessRecord]) -> list[PolicyRecord]:
+        return list(records)
 
     def due(self, now_ns: int, final: bool = False) -> list[PolicyRecord]:
         return []

@@ -10,7 +10,7 @@ Accounting is exact: `admit` answers every exec once, either "log it" or "counte
 summary"; a pending count only leaves in a summary, and every pending summary leaves at the final
 flush. So logged + the sum of `suppressed` over all summaries == execs admitted.
 
-Time is the kernel's: buckets refill by each exec's CLOCK_BOOTTIME stamp (`ExecEvent.boot_ns`),
+Time is the kernel's: buckets refill by each exec's CLOCK_BOOTTIME stamp (`boot_ns`),
 which never jumps, so a batch read late is judged by when its execs happened. Token counts are
 integers (micro-tokens times nanoseconds), so the limit holds exactly: over any span of exec
 times T, at most burst + rate * T execs of one workload are logged.
@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from collector.event import ExecEvent
+from collector.event import ProcessEvent
 from collector.k8s import Workload
 from collector.policy.record import SuppressedRecord
 
@@ -76,7 +76,7 @@ class RateLimiter:
         """Execs held back and not yet in a summary."""
         return sum(bucket.held for bucket in self._holding.values())
 
-    def admit(self, event: ExecEvent, workload: Workload | None) -> bool:
+    def admit(self, event: ProcessEvent, workload: Workload | None) -> bool:
         """True: log this exec. False: it is counted in its workload's pending summary."""
         key: Key = workload.pod_uid if workload is not None and workload.pod_uid else event.cgroup_id
         bucket = self._buckets.get(key)
@@ -98,9 +98,11 @@ class RateLimiter:
         bucket.workload = workload
         bucket.cgroup_id = event.cgroup_id
         bucket.cgroup_name = event.cgroup_name
-        binaries = bucket.binaries
-        if len(binaries) < _MAX_BINARIES or event.filename in binaries:
-            binaries[event.filename] += 1
+        filename: str | None = getattr(event, "filename", None)
+        if filename is not None:
+            binaries = bucket.binaries
+            if len(binaries) < _MAX_BINARIES or filename in binaries:
+                binaries[filename] += 1
         return False
 
     def due(self, now_ns: int, final: bool = False) -> list[SuppressedRecord]:

@@ -129,7 +129,8 @@ def test_storm_with_slow_and_stuck_subscribers_and_the_metrics_that_count_it(
     during = scrape(url)
     assert during[("execlog_kernel_execs_seen_total", ())] >= count
     assert during[("execlog_subscribers", ())] == 4
-    assert during[("execlog_outlet_lost_records_total", (("outlet", "jsonlog"),))] == 0
+    for reason in ("outlet_queue_full", "outlet_write_failed"):
+        assert during[("execlog_outlet_lost_records_total", (("outlet", "jsonlog"), ("reason", reason)))] == 0
     assert during[("execlog_ring_fill_ratio", ())] <= 1
 
     # Let the slow and the stuck one catch up; then each loss they were told of is counted.
@@ -161,7 +162,9 @@ def test_storm_with_slow_and_stuck_subscribers_and_the_metrics_that_count_it(
         assert got | in_gaps == set(seqs.values()), name  # every storm exec: received or in a gap
         assert not got & in_gaps, name
         losses[name] = told
-    grpc_lost = after[("execlog_outlet_lost_records_total", (("outlet", "grpc"),))]
+    grpc_lost = after[
+        ("execlog_outlet_lost_records_total", (("outlet", "grpc"), ("reason", "subscriber_too_slow")))
+    ]
     assert grpc_lost == sum(losses.values())  # the fast subscribers lost nothing
 
     assert c.stop() == 0

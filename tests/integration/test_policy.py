@@ -14,10 +14,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from collector.cli.pipeline import Pipeline
 from collector.config import PolicyConfig
+from collector.engine import Pipeline
 from collector.hub import Hub, Item
-from collector.policy import MASK, ExecRecord, build_policy
+from collector.k8s import ProcessRecord
+from collector.policy import MASK, build_policy
 from collector.policy.exclude import Exclusion
 from tests.support.build import execprobe
 from tests.support.collector import RunningCollector, start
@@ -90,7 +91,7 @@ def test_secrets_never_reach_stdout_or_a_grpc_subscriber(
     while len(ours()) < cmds.execs and time.monotonic() < deadline:
         time.sleep(0.05)
     assert len(ours()) == cmds.execs  # the subscriber got every one of them...
-    assert sum(MASK in " ".join(i.record.argv) for i in ours()) == cmds.execs - 1  # all but env's child
+    assert sum(MASK in " ".join(i.record.event.argv) for i in ours()) == cmds.execs - 1  # all but env's child
     for raw in reader.raw:  # ...and no secret in any byte it was sent
         cmds.assert_absent(raw)
     client.close()
@@ -148,7 +149,7 @@ def feed(pipeline: Pipeline, capture: Capture, until: int, outlet: Capturing) ->
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         pipeline.process(capture.program.read(50))
-        if sum(isinstance(i.record, ExecRecord) for i in outlet.items) >= until:
+        if sum(isinstance(i.record, ProcessRecord) for i in outlet.items) >= until:
             break
     pipeline.process(capture.program.read(0))
     pipeline.tick(final=True)
@@ -160,12 +161,12 @@ def test_the_hub_and_every_item_it_publishes_carry_only_masked_argv(capture: Cap
     cmds.run(capture.cgroup)
     feed(pipeline, capture, cmds.execs, outlet)
     records = [item.record for item in outlet.items]
-    assert len(records) == cmds.execs and all(isinstance(r, ExecRecord) for r in records)
+    assert len(records) == cmds.execs and all(isinstance(r, ProcessRecord) for r in records)
     for item in outlet.items:
         cmds.assert_absent(repr(item))  # every field, the event inside the record included
-    masked = [r for r in records if isinstance(r, ExecRecord) and r.redactions]
+    masked = [r for r in records if isinstance(r, ProcessRecord) and r.redactions]
     assert len(masked) == 6  # all but env's child
-    assert all(r.event.argv is r.argv and MASK in " ".join(r.argv) for r in masked)
+    assert all(MASK in " ".join(r.event.argv) for r in masked)
     assert pipeline.policy.counters.redacted_execs == 6  # type: ignore[attr-defined]
 
 
@@ -181,7 +182,7 @@ def test_exclusions_drop_and_count_real_execs_per_rule(capture: Capture) -> None
         capture.run(["/bin/echo", f"y{i}"])
     capture.run([probe, "execve", "/bin/echo", "echo", "from-probe"])
     feed(pipeline, capture, 6, outlet)
-    argvs = [r.argv for r in (i.record for i in outlet.items) if isinstance(r, ExecRecord)]
+    argvs = [r.event.argv for r in (i.record for i in outlet.items) if isinstance(r, ProcessRecord)]
     assert sorted(argvs) == sorted([["/bin/echo", f"y{i}"] for i in range(5)] + [["echo", "from-probe"]])
     counters = pipeline.policy.counters  # type: ignore[attr-defined]
     assert counters.excluded == {"true": 5, "probes": 1}

@@ -20,8 +20,8 @@ EXECLOG = [sys.executable, "-m", "collector"]
 class RunningCollector:
     """`execlog run` in the background, stdout to a file that tests read as JSON lines."""
 
-    def __init__(self, tmp_path: Path, *flags: str) -> None:
-        self.out_path = tmp_path / "stdout.jsonl"
+    def __init__(self, tmp_path: Path, *flags: str, out_path: Path | None = None) -> None:
+        self.out_path = out_path or tmp_path / "stdout.jsonl"
         self.err_path = tmp_path / "stderr.log"
         self._out = self.out_path.open("wb")
         self._err = self.err_path.open("wb")
@@ -33,7 +33,9 @@ class RunningCollector:
             time.sleep(0.05)
 
     def lines(self) -> list[dict[str, Any]]:
-        return [json.loads(line) for line in self.out_path.read_bytes().splitlines()]
+        """The complete lines so far; a line still being written (no newline yet) is not one."""
+        data = self.out_path.read_bytes()
+        return [json.loads(line) for line in data[: data.rfind(b"\n") + 1].splitlines()]
 
     def wait_for(self, tag: str, timeout: float = 10.0) -> dict[str, Any]:
         deadline = time.monotonic() + timeout

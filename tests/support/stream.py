@@ -16,8 +16,8 @@ import grpc
 
 from collector._proto.execlog.v1 import execlog_pb2 as pb
 from collector.hub import Gap, Item
+from collector.k8s import ProcessRecord
 from collector.outlets.grpc.wire import Checkpoint, Received, decode_all
-from collector.policy import ExecRecord
 
 __all__ = ["Reader", "StreamClient", "tls_credentials"]
 
@@ -130,7 +130,7 @@ class Reader:
         return [r.entry for r in self._snapshot() if isinstance(r.entry, Item)]
 
     def execs(self) -> list[Item]:
-        return [i for i in self.items() if isinstance(i.record, ExecRecord)]
+        return [i for i in self.items() if isinstance(i.record, ProcessRecord)]
 
     def gaps(self) -> list[Received]:
         return [
@@ -157,8 +157,9 @@ def gap_of(received: Received) -> Gap:
 
 
 def argv1(item: Item) -> str:
-    assert isinstance(item.record, ExecRecord)
-    return item.record.argv[1] if len(item.record.argv) > 1 else ""
+    assert isinstance(item.record, ProcessRecord)
+    argv: list[str] = getattr(item.record.event, "argv", [])
+    return argv[1] if len(argv) > 1 else ""
 
 
 __all__ += ["argv1", "gap_of"]

@@ -26,6 +26,9 @@ class ProcessEvent(Protocol):
     def time_ns(self) -> int: ...  # wall clock (Unix epoch, ns) of the event
 
     @property
+    def boot_ns(self) -> int: ...  # CLOCK_BOOTTIME of the event, as the kernel stamped it
+
+    @property
     def pid(self) -> int: ...
 
     @property

@@ -5,7 +5,7 @@ Threads and locks:
 - `publish` runs on the hub's publishing thread (the ring reader). It encodes each record once,
   then, holding `_lock` only for that, adds the entries to the replay buffer and reads the
   subscriber list; it then offers the entries that pass each subscriber's filters to that
-  subscriber's GapQueue, whose lock is held only for a deque append. It never waits for a
+  subscriber's OutletQueue, whose lock is held only for a deque append. It never waits for a
   subscriber: a full queue drops and counts.
 - Each subscription's `responses` runs on its own gRPC worker thread: it replays from the buffer
   without any lock (a slot that was overwritten meanwhile shows up as a different seq), then
@@ -19,17 +19,29 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from collector._proto.execlog.v1 import execlog_pb2 as pb
-from collector.hub import RESUME_POINT_LOST, SUBSCRIBER_TOO_SLOW, Gap, GapQueue, Item, ReplayBuffer
-from collector.k8s import Workload
+from collector.event import ExecEvent
+from collector.hub import (
+    RESUME_POINT_LOST,
+    SUBSCRIBER_TOO_SLOW,
+    Gap,
+    Item,
+    Losses,
+    OutletQueue,
+    ReplayBuffer,
+    record_type,
+)
+from collector.k8s import ProcessRecord, Workload
 from collector.outlets.grpc.filters import FilterError, FilterSet, compile_filters
 from collector.outlets.grpc.wire import Encoder, batch_responses
-from collector.policy import ExecRecord, SuppressedRecord
+from collector.policy import SuppressedRecord
 
-__all__ = ["Broker", "Entry", "SubscribeError", "Subscription"]
+__all__ = ["OUTLET_NAME", "Broker", "Entry", "SubscribeError", "Subscription"]
+
+OUTLET_NAME = "grpc"
 
 log = logging.getLogger("execlog.grpc")
 
@@ -73,7 +85,7 @@ class Subscription:
     name: str
     peer: str
     filters: FilterSet
-    queue: GapQueue[Entry]
+    queue: OutletQueue[Entry]
     replay_from: int  # first seq to replay
     live_after: int  # the replay ends here; the queue holds what comes after
     prelude: list[bytes]  # gaps to send before anything else
@@ -160,6 +172,7 @@ class Subscription:
                 resume = min(max(replay.oldest, seq + 1), end + 1)
                 lost = resume - seq
                 self.replay_lost += lost
+                self.broker.losses.count(OUTLET_NAME, SUBSCRIBER_TOO_SLOW, lost)
                 chunk.append(encoder.gap(Gap(lost, SUBSCRIBER_TOO_SLOW, time.time_ns(), seq, resume - 1)))
                 seq = resume
                 continue
@@ -188,8 +201,10 @@ class Broker:
         queue_capacity: int = 10_000,
         max_subscribers: int = 64,
         checkpoint_interval: float = 2.0,
+        losses: Losses | None = None,
     ) -> None:
         self.stream_id = stream_id
+        self.losses = losses or Losses()
         self.encoder = Encoder(stream_id, node)
         self.replay: ReplayBuffer[Entry] = ReplayBuffer(replay_capacity)
         self.queue_capacity = queue_capacity
@@ -200,23 +215,34 @@ class Broker:
         self._next_id = 1
         self._closed = False
         self._left = threading.Condition(self._lock)
-        # What subscribers that have gone lost, for the outlet's total.
-        self._gone_lost = 0
         self._binaries: dict[str, tuple[str, ...]] = {}
+        # How each record type becomes an Entry: a process record's event type, or the record's.
+        self._entries: dict[type, Callable[[Item], Entry]] = {
+            ExecEvent: self._exec_entry,
+            SuppressedRecord: self._suppressed_entry,
+            Gap: self._gap_entry,
+        }
 
     # -- the publisher's side -------------------------------------------------------------------
 
-    def _entry(self, item: Item) -> Entry:
+    def _exec_entry(self, item: Item) -> Entry:
         record = item.record
-        if isinstance(record, ExecRecord):
-            own, shared = self.encoder.exec_parts(item.seq, record)
-            return Entry(item.seq, own, shared, record.workload, self._binary(record.event.filename))
-        data = self.encoder.item(item)
-        if isinstance(record, SuppressedRecord):
-            return Entry(
-                item.seq, data, workload=record.workload, binaries=tuple(n for n, _ in record.top_binaries)
-            )
-        return Entry(item.seq, data, gap=True)
+        assert type(record) is ProcessRecord and type(record.event) is ExecEvent
+        own, shared = self.encoder.exec_parts(item.seq, record)
+        return Entry(item.seq, own, shared, record.workload, self._binary(record.event.filename))
+
+    def _suppressed_entry(self, item: Item) -> Entry:
+        record = item.record
+        assert type(record) is SuppressedRecord
+        return Entry(
+            item.seq,
+            self.encoder.item(item),
+            workload=record.workload,
+            binaries=tuple(n for n, _ in record.top_binaries),
+        )
+
+    def _gap_entry(self, item: Item) -> Entry:
+        return Entry(item.seq, self.encoder.item(item), gap=True)
 
     def _binary(self, filename: str) -> tuple[str, ...]:
         """One tuple per binary for the filters, shared by its records (a node runs few)."""
@@ -230,7 +256,8 @@ class Broker:
     def publish(self, items: Sequence[Item]) -> None:
         if not items:
             return
-        entries = [self._entry(item) for item in items]
+        table = self._entries
+        entries = [table[record_type(item.record)](item) for item in items]
         with self._lock:
             if self._closed:
                 return
@@ -288,7 +315,13 @@ class Broker:
                 name=name,
                 peer=peer,
                 filters=filters,
-                queue=GapQueue(self.queue_capacity, SUBSCRIBER_TOO_SLOW, through=newest),
+                queue=OutletQueue(
+                    self.queue_capacity,
+                    SUBSCRIBER_TOO_SLOW,
+                    outlet=OUTLET_NAME,
+                    losses=self.losses,
+                    through=newest,
+                ),
                 replay_from=start,
                 live_after=newest,
                 prelude=prelude,
@@ -313,7 +346,6 @@ class Broker:
             if subscription not in self._subscribers:
                 return
             self._subscribers = tuple(s for s in self._subscribers if s is not subscription)
-            self._gone_lost += subscription.lost
             self._left.notify_all()
         log.info(
             "subscriber %d (%s) left: %d sent, %d lost",
@@ -330,8 +362,7 @@ class Broker:
     @property
     def lost(self) -> int:
         """Records lost by slow subscribers, those that left included."""
-        with self._lock:
-            return self._gone_lost + sum(s.lost for s in self._subscribers)
+        return self.losses.of(OUTLET_NAME)
 
     def close(self, timeout: float) -> bool:
         """Let every subscriber take what was published, then end its stream. True when all

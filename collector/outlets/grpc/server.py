@@ -23,9 +23,9 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from collector._proto.execlog.v1 import execlog_pb2 as pb
-from collector.hub import Item
+from collector.hub import SUBSCRIBER_TOO_SLOW, Item
 from collector.listen import ListenAddress
-from collector.outlets.grpc.broker import Broker, SubscribeError
+from collector.outlets.grpc.broker import OUTLET_NAME, Broker, SubscribeError
 
 __all__ = ["SERVICE", "GrpcService", "ServeError", "TlsFiles"]
 
@@ -77,7 +77,8 @@ def _identity(data: bytes) -> bytes:
 
 
 class GrpcService:
-    name = "grpc"
+    name = OUTLET_NAME
+    reasons: tuple[str, ...] = (SUBSCRIBER_TOO_SLOW,)  # what its subscribers can lose records for
 
     def __init__(
         self,

@@ -14,9 +14,9 @@ prints them with the same JsonFormatter as the collector's stdout. Fields the wi
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from collector._proto.execlog.v1 import execlog_pb2 as pb
 from collector.event import ExecEvent
@@ -27,9 +27,11 @@ from collector.hub import (
     SUBSCRIBER_TOO_SLOW,
     Gap,
     Item,
+    Record,
+    record_type,
 )
-from collector.k8s import PerWorkload, Workload
-from collector.policy import ExecRecord, SuppressedRecord
+from collector.k8s import PerWorkload, ProcessRecord, Workload
+from collector.policy import SuppressedRecord
 
 __all__ = [
     "REASONS",
@@ -144,6 +146,13 @@ class Encoder:
         self._shared_parts: PerWorkload[dict[_CgroupKey, bytes]] = PerWorkload(_CACHE_MAX)
         self._standalone_parts: dict[_CgroupKey, bytes] = {}
         self._second, self._second_field = -1, b""  # Timestamp.seconds, encoded once a second
+        # One encoder per record type (a process record's event type, SuppressedRecord, Gap):
+        # (seq, record) -> a serialized SubscribeResponse.
+        self.encoders: dict[type, Callable[[int, Any], bytes]] = {
+            ExecEvent: self.exec,
+            SuppressedRecord: self.suppressed,
+            Gap: lambda seq, gap: self.gap(gap, seq),
+        }
 
     def _workload_part(self, workload: Workload | None) -> bytes:
         if workload is None:
@@ -155,12 +164,8 @@ class Encoder:
         return part
 
     def item(self, item: Item) -> bytes:
-        record = item.record
-        if isinstance(record, ExecRecord):
-            return self.exec(item.seq, record)
-        if isinstance(record, SuppressedRecord):
-            return self.suppressed(item.seq, record)
-        return self.gap(record, item.seq)
+        record: Record = item.record
+        return self.encoders[record_type(record)](item.seq, record)
 
     def _shared(self, ev: ExecEvent, workload: Workload | None) -> bytes:
         """The part of an exec's message that its container's other execs share: a second
@@ -189,13 +194,15 @@ class Encoder:
             )
         return part
 
-    def exec_parts(self, seq: int, record: ExecRecord) -> tuple[bytes, bytes]:
+    def exec_parts(self, seq: int, record: ProcessRecord) -> tuple[bytes, bytes]:
         """The response for an exec as (its own bytes, the bytes its container shares): their
         concatenation is the serialized SubscribeResponse."""
         # A message's serialized fields may be concatenated in any order, and a message object
         # costs ~7k instructions to build. So only Process's per-exec fields go through protobuf;
         # seq and time are written as varints, and the per-container part is cached.
-        ev, argv = record.event, record.argv
+        ev = record.event
+        assert type(ev) is ExecEvent
+        argv = ev.argv
         process = pb.Process(
             filename=ev.filename,
             argv=argv,
@@ -233,7 +240,7 @@ class Encoder:
         # SubscribeResponse.exec's length prefix covers both parts, so it goes in front of the own.
         return _EXEC_KEY + _varint(len(own) + len(shared)) + own, shared
 
-    def exec(self, seq: int, record: ExecRecord) -> bytes:
+    def exec(self, seq: int, record: ProcessRecord) -> bytes:
         own, shared = self.exec_parts(seq, record)
         return own + shared
 
@@ -312,66 +319,82 @@ class Received:
     entry: Item | Gap | Checkpoint
 
 
+def _decode_exec(m: pb.ExecEvent) -> Received:
+    p = m.process
+    event = ExecEvent(
+        time_ns=_ns(m.time),
+        boot_ns=0,
+        pid=p.pid,
+        ppid=p.ppid,
+        uid=p.uid,
+        gid=p.gid,
+        euid=p.euid,
+        egid=p.egid,
+        pid_ns=p.pid_ns,
+        mnt_ns=p.mnt_ns,
+        cgroup_id=p.cgroup_id,
+        cgroup_ancestors=(),
+        cgroup_name=p.cgroup,
+        parent_cgroup_name=p.parent_cgroup,
+        comm=p.comm,
+        filename=p.filename,
+        argv=list(p.argv),
+        argc=p.argc,
+        argv_size=p.argv_bytes,
+        truncated=p.truncated,
+        non_utf8=p.non_utf8,
+        flags=0,
+    )
+    record = ProcessRecord(event, _workload(m), tuple(m.redacted))
+    return Received(m.stream_id, m.node, Item(m.seq, record))
+
+
+def _decode_suppressed(s: pb.ExecSuppressed) -> Received:
+    summary = SuppressedRecord(
+        workload=_workload(s),
+        cgroup_id=s.cgroup_id,
+        cgroup_name=s.cgroup,
+        suppressed=s.suppressed,
+        interval_start_ns=_ns(s.interval_start),
+        interval_end_ns=_ns(s.interval_end),
+        top_binaries=tuple((b.filename, b.count) for b in s.top_binaries),
+    )
+    return Received(s.stream_id, s.node, Item(s.seq, summary))
+
+
+def _decode_gap(g: pb.Gap) -> Received:
+    gap = Gap(
+        lost=g.lost,
+        reason=reason_name(g.reason),
+        time_ns=_ns(g.time),
+        first_seq=g.first_seq if g.HasField("first_seq") else None,
+        last_seq=g.last_seq if g.HasField("last_seq") else None,
+    )
+    return Received(g.stream_id, "", Item(g.seq, gap) if g.seq else gap)
+
+
+def _decode_checkpoint(c: pb.Checkpoint) -> Received:
+    return Received(c.stream_id, "", Checkpoint(c.stream_id, c.seq))
+
+
+# SubscribeResponse's oneof `item`, by field name -> how it becomes the collector's own record.
+_DECODERS: Final[Mapping[str, Callable[[Any], Received]]] = {
+    "exec": _decode_exec,
+    "suppressed": _decode_suppressed,
+    "gap": _decode_gap,
+    "checkpoint": _decode_checkpoint,
+}
+
+
 def decode(response: pb.SubscribeResponse) -> Received:
     """A response as the collector's own record."""
     kind = response.WhichOneof("item")
-    if kind == "exec":
-        m = response.exec
-        p = m.process
-        event = ExecEvent(
-            time_ns=_ns(m.time),
-            boot_ns=0,
-            pid=p.pid,
-            ppid=p.ppid,
-            uid=p.uid,
-            gid=p.gid,
-            euid=p.euid,
-            egid=p.egid,
-            pid_ns=p.pid_ns,
-            mnt_ns=p.mnt_ns,
-            cgroup_id=p.cgroup_id,
-            cgroup_ancestors=(),
-            cgroup_name=p.cgroup,
-            parent_cgroup_name=p.parent_cgroup,
-            comm=p.comm,
-            filename=p.filename,
-            argv=list(p.argv),
-            argc=p.argc,
-            argv_size=p.argv_bytes,
-            truncated=p.truncated,
-            non_utf8=p.non_utf8,
-            flags=0,
-        )
-        record = ExecRecord(event, _workload(m), event.argv, tuple(m.redacted))
-        return Received(m.stream_id, m.node, Item(m.seq, record))
-    if kind == "suppressed":
-        s = response.suppressed
-        summary = SuppressedRecord(
-            workload=_workload(s),
-            cgroup_id=s.cgroup_id,
-            cgroup_name=s.cgroup,
-            suppressed=s.suppressed,
-            interval_start_ns=_ns(s.interval_start),
-            interval_end_ns=_ns(s.interval_end),
-            top_binaries=tuple((b.filename, b.count) for b in s.top_binaries),
-        )
-        return Received(s.stream_id, s.node, Item(s.seq, summary))
-    if kind == "gap":
-        g = response.gap
-        gap = Gap(
-            lost=g.lost,
-            reason=reason_name(g.reason),
-            time_ns=_ns(g.time),
-            first_seq=g.first_seq if g.HasField("first_seq") else None,
-            last_seq=g.last_seq if g.HasField("last_seq") else None,
-        )
-        return Received(g.stream_id, "", Item(g.seq, gap) if g.seq else gap)
     if kind == "batch":
         raise ValueError("a Batch holds several responses: use decode_all")
-    if kind == "checkpoint":
-        c = response.checkpoint
-        return Received(c.stream_id, "", Checkpoint(c.stream_id, c.seq))
-    raise ValueError(f"a response with no item ({kind!r}): the server is newer than this client")
+    decoder = _DECODERS.get(kind or "")
+    if decoder is None:
+        raise ValueError(f"a response with no item ({kind!r}): the server is newer than this client")
+    return decoder(getattr(response, kind or ""))
 
 
 def decode_all(response: pb.SubscribeResponse) -> list[Received]:

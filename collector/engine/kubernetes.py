@@ -26,21 +26,6 @@ class KubernetesMode:
     watcher: PodWatcher
     enricher: PodEnricher
 
-    def counters(self) -> dict[str, int]:
-        """Everything counted about attribution, for the stop summary (and metrics)."""
-        e, w = self.enricher.counters, self.watcher.counters
-        return {
-            "resolved": e.resolved,
-            "unresolved": e.unresolved,
-            "held": e.held,
-            "pending_overflow": e.pending_overflow,
-            "not_selected": e.not_selected,
-            "outside_pods": e.outside_pods,
-            "kubelet_polls": w.polls,
-            "kubelet_poll_failures": w.poll_failures,
-            "cgroup_scans": w.scans,
-        }
-
 
 def kubernetes_mode(
     config: Config, hierarchy: Hierarchy, set_filter: Callable[[frozenset[int]], None]

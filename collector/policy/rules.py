@@ -1,44 +1,30 @@
-"""The configured policy: exclusions, then the rate limit, then redaction, on every exec.
+"""The configured policy: exclusions, then the rate limit, then redaction, on every record.
 
-The order matters. An excluded exec is dropped before it can spend a token. A held-back exec is
-never shown, so it is never redacted (redaction is the costly step). What is logged is redacted
-once, here, before the hub: every outlet, the replay buffer included, only ever sees the masked
-argv. The masked argv replaces the event's too, so an outlet that reads `record.event.argv` by
-mistake cannot leak it either.
+The order matters. An excluded record is dropped before it can spend a token. A held-back record
+is never shown, so it is never redacted (redaction is the costly step). What is logged is
+redacted once, here, before the hub: every outlet, the replay buffer included, only ever sees the
+masked argv. The event's argv is replaced by the masked one, so no field of the record holds the
+secret any more.
+
+Records of every kind go through it. Exclusions by binary and redaction look at the event's
+`filename` and `argv` where its kind has them; a kind without them is judged by its workload.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
-import operator
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
-from collector.event import ExecEvent
-from collector.k8s import Attributed
+from collector.k8s import ProcessRecord
 from collector.policy.counters import PolicyCounters
 from collector.policy.exclude import Exclusions
 from collector.policy.patterns import BUILTIN_RULES
 from collector.policy.ratelimit import RateLimiter
-from collector.policy.record import ExecRecord, PolicyRecord
+from collector.policy.record import PolicyRecord
 from collector.policy.redact import Redactor
-
-if TYPE_CHECKING:  # config imports policy's specs; importing it back at run time would be a cycle
-    from collector.config import PolicyConfig
+from collector.policy.settings import PolicyConfig
 
 __all__ = ["RulePolicy", "build_policy"]
-
-
-# dataclasses.replace introspects the fields on every call (5 µs); this is the same copy in 1 µs.
-_EVENT_FIELDS = operator.attrgetter(*(f.name for f in dataclasses.fields(ExecEvent)))
-
-
-def _masked(event: ExecEvent, argv: list[str]) -> ExecEvent:
-    """A copy of the event with the masked argv; the decoded event itself is left as it was."""
-    copy = ExecEvent(*_EVENT_FIELDS(event))
-    copy.argv = argv
-    return copy
 
 
 class RulePolicy:
@@ -58,29 +44,32 @@ class RulePolicy:
             exclusions.names if exclusions is not None else (),
         )
 
-    def apply(self, attributed: Sequence[Attributed]) -> list[PolicyRecord]:
+    def apply(self, records: Sequence[ProcessRecord]) -> list[PolicyRecord]:
         counters = self.counters
         redactor, limiter, exclusions = self.redactor, self.limiter, self.exclusions
         out: list[PolicyRecord] = []
-        for event, workload in attributed:
+        for record in records:
             if exclusions is not None:
-                rule = exclusions.match(event, workload)
+                rule = exclusions.match(record.event, record.workload)
                 if rule is not None:
                     counters.excluded[rule] += 1
                     continue
-            if limiter is not None and not limiter.admit(event, workload):
+            if limiter is not None and not limiter.admit(record.event, record.workload):
                 counters.suppressed += 1
                 continue
             if redactor is not None:
-                argv, fired = redactor.redact(event.argv)
-                if fired:
-                    for name in fired:
-                        counters.redacted[name] += 1
-                    counters.redacted_execs += 1
-                    out.append(ExecRecord(_masked(event, argv), workload, argv, fired))
-                    continue
-            out.append(ExecRecord(event, workload, event.argv))
-        counters.captured += len(attributed)
+                event = record.event
+                argv = getattr(event, "argv", None)
+                if argv:
+                    masked, fired = redactor.redact(argv)
+                    if fired:
+                        for name in fired:
+                            counters.redacted[name] += 1
+                        counters.redacted_execs += 1
+                        event.argv = masked  # type: ignore[attr-defined]
+                        record.redactions = fired
+            out.append(record)
+        counters.captured += len(records)
         counters.logged += len(out)
         return out
 

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import re
 import time
-from typing import BinaryIO, Protocol, TextIO
+from collections.abc import Callable
+from typing import Any, BinaryIO, Protocol, TextIO
 
-from collector.hub import Gap, Item
-from collector.k8s import Workload
+from collector.event import ExecEvent
+from collector.hub import Gap, Item, record_type
+from collector.k8s import ProcessRecord, Workload
 from collector.outlets.jsonlog import JsonFormatter
-from collector.policy import ExecRecord, SuppressedRecord
+from collector.policy import SuppressedRecord
 
 __all__ = ["CompactPrinter", "JsonPrinter", "Printer", "escape", "gap_text"]
 
@@ -73,26 +75,29 @@ class CompactPrinter:
     def __init__(self, out: TextIO, err: TextIO) -> None:
         self._out = out
         self._err = err
+        # One line maker per record type (a process record's event type, SuppressedRecord).
+        self.lines: dict[type, Callable[[Any, str], str]] = {
+            ExecEvent: self._exec,
+            SuppressedRecord: self._suppressed,
+        }
 
     def record(self, stream_id: str, node: str, entry: Item | Gap) -> None:
         record = entry.record if isinstance(entry, Item) else entry
-        if isinstance(record, ExecRecord):
-            self._out.write(self._exec(record, node) + "\n")
-            self._out.flush()
-        elif isinstance(record, SuppressedRecord):
-            self._out.write(self._suppressed(record, node) + "\n")
-            self._out.flush()
-        else:
+        if isinstance(record, Gap):
             self.notice(gap_text(record, stream_id))
+            return
+        self._out.write(self.lines[record_type(record)](record, node) + "\n")
+        self._out.flush()
 
-    def _exec(self, record: ExecRecord, node: str) -> str:
+    def _exec(self, record: ProcessRecord, node: str) -> str:
         ev = record.event
+        assert type(ev) is ExecEvent
         parts = [
             _clock(ev.time_ns),
             escape(_where(record.workload, node)),
             _who(record.workload, ev.uid),
             f"pid={ev.pid}",
-            escape(" ".join(record.argv)) or f"({escape(ev.filename)}, no argv)",
+            escape(" ".join(ev.argv)) or f"({escape(ev.filename)}, no argv)",
         ]
         if ev.truncated:
             parts.append(f"[truncated: {ev.argc} args, {ev.argv_size} bytes]")

@@ -1,31 +1,20 @@
-"""decode -> enrich -> policy -> hub, run inline on the ring reader's thread."""
+"""decode -> enrich -> policy -> hub, run inline on the ring reader's thread, for records of every kind."""
 
 from __future__ import annotations
 
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from collector.bpf.program import KernelCounters
-from collector.event import BootClock, Decoder, ExecEvent, MalformedRecord
+from collector.event import BootClock, DecodeCounters, Decoder, MalformedRecord, ProcessEvent
 from collector.hub import KERNEL_RING_FULL, MALFORMED_RECORD, Gap, Hub, Record
 from collector.k8s import Enricher, Standalone
 from collector.policy import PassThrough, Policy
 
-__all__ = ["Pipeline", "PipelineCounters"]
+__all__ = ["Pipeline"]
 
 log = logging.getLogger("execlog.pipeline")
-
-
-@dataclass(slots=True)
-class PipelineCounters:
-    records: int = 0  # raw records taken from the ring
-    decoded: int = 0
-    malformed: int = 0
-    truncated: int = 0  # execs whose argv was cut at the argv cap
-    kernel_seen: int = 0  # execs the kernel side recorded or tried to (after its filter)
-    kernel_lost: int = 0  # of those, lost because the ring was full
 
 
 class Pipeline:
@@ -40,7 +29,8 @@ class Pipeline:
         self.clock = clock or BootClock()
         self.enricher: Enricher = enricher or Standalone()
         self.policy: Policy = policy or PassThrough()
-        self.counters = PipelineCounters()
+        self.counters = DecodeCounters()
+        self.kernel = KernelCounters()  # the kernel's counters as last read
         self._decode = Decoder().decode
 
     def process(self, raws: Sequence[bytes]) -> None:
@@ -49,7 +39,7 @@ class Pipeline:
             return
         offset = self.clock.offset_ns()
         decode = self._decode
-        events: list[ExecEvent] = []
+        events: list[ProcessEvent] = []
         malformed = truncated = 0
         for raw in raws:
             try:
@@ -58,9 +48,9 @@ class Pipeline:
                 malformed += 1
                 log.warning("dropped a malformed ring record: %s", exc)
                 continue
-            if isinstance(event, ExecEvent):
-                truncated += event.truncated
-                events.append(event)
+            if getattr(event, "truncated", False):
+                truncated += 1
+            events.append(event)
         counters = self.counters
         counters.records += len(raws)
         counters.decoded += len(events)
@@ -82,9 +72,8 @@ class Pipeline:
 
     def account_kernel(self, kernel: KernelCounters) -> None:
         """Turn growth of the kernel's loss counter into a gap record."""
-        self.counters.kernel_seen = kernel.seen
-        lost = kernel.lost - self.counters.kernel_lost
+        lost = kernel.lost - self.kernel.lost
+        self.kernel = kernel
         if lost > 0:
-            self.counters.kernel_lost = kernel.lost
-            log.warning("the kernel ring buffer was full: %d execs lost", lost)
+            log.warning("the kernel ring buffer was full: %d records lost", lost)
             self.hub.publish([Gap(lost, KERNEL_RING_FULL, time.time_ns())])
