@@ -13,6 +13,7 @@ from pathlib import Path
 
 from collector.bpf.hierarchy import resolve_hierarchy
 from collector.bpf.program import ExecProgram, ProgramOptions
+from collector.event.kinds.exec import EXEC
 from tests.support.build import execprobe
 
 __all__ = ["COMMAND_LINES", "record_execs"]
@@ -90,7 +91,9 @@ def record_execs(count: int, ring_size: int = 1 << 25) -> list[bytes]:
             if program.counters().lost:
                 raise RuntimeError(f"the ring lost {program.counters().lost} records while recording")
         # The shell's own exec and execprobe's are records too; keep the corpus ones.
-        return [r for r in records if r[400:409] == b"/bin/true"][:count]
+        # The filename follows the exec header: keep only the storm's own /bin/true execs.
+        name = slice(EXEC.size, EXEC.size + len(b"/bin/true"))
+        return [r for r in records if r[name] == b"/bin/true"][:count]
     finally:
         script.unlink(missing_ok=True)
         cgroup.rmdir()
