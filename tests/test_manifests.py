@@ -1,5 +1,6 @@
 """manifests/ and the Dockerfile, checked offline: Kubernetes schemas, our config loader, and the
-choices the README promises (least privilege, read-only host paths, probes, downward API)."""
+choices docs/kubernetes.md promises (least privilege, read-only host paths, probes, downward
+API)."""
 
 from __future__ import annotations
 

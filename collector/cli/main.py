@@ -23,8 +23,9 @@ commands:
 
 RUN_EPILOG = """\
 Settings come from flags, then EXECLOG_* environment variables, then the --config YAML file, then
-defaults. Structured settings are YAML-only keys: the fields.labels mapping (labels) and the
-policy's rule lists (redaction_rules, disabled_redaction_rules, exclusions); see README.md.
+defaults. Structured settings are YAML-only keys: the fields.labels mapping (labels, see
+docs/kubernetes.md) and the policy's rule lists (redaction_rules, disabled_redaction_rules,
+exclusions, see docs/policy.md). Every setting: docs/operations.md.
 Records go to stdout, one JSON object per line; diagnostics go to stderr.
 SIGTERM or SIGINT stops the collector after delivering what the kernel already recorded.
 Exit status: 0 after a clean stop, 1 when it cannot start or must stop, 2 for bad settings.

@@ -54,7 +54,7 @@ _REST: Final = r"[^\0]+"  # the rest of this argument
 _SCRIPT_SEP: Final = r"""[\s'"`;&|(){}=,]"""  # what may come before a word inside a script
 # A value that is another option (`mysql --password -h db`: that --password prompts, and -h is
 # not its value): a long option, a lone short option, or `--`. A password that looks like one of
-# these is not masked; the README says so.
+# these is not masked; docs/policy.md says so.
 _OPTION_ARG: Final = r"-(?:-[a-z]|[a-z](?![^\0])|-(?![^\0]))"
 _OPTION_WORD: Final = r"""-(?:-[a-z]|[a-z](?![^\s\0'"])|-(?![^\s\0]))"""
 # Values that name where a secret is, not the secret: `docker build --secret id=npmrc,src=…`,

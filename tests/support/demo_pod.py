@@ -34,7 +34,8 @@ from tests.support.kubelet import CODER_ANNOTATIONS, CODER_LABELS, FakeKubelet, 
 __all__ = ["main"]
 
 TOP = "execlog-demo"
-# A fixed id, so the commands printed (and those in the README) stay the same from run to run.
+# A fixed id, so the commands printed (and those in docs/kubernetes.md) stay the same from run
+# to run.
 CONTAINER_ID = "5d1c0a7e" * 8
 
 
